@@ -1,0 +1,60 @@
+"""One error root for objstore; every leaf also subclasses the builtin a caller would expect.
+
+fsspec/OSError failures are translated into these at one boundary (objstore.fs); nothing above
+the store layer ever sees a raw OSError from a filesystem.
+"""
+
+from __future__ import annotations
+
+
+class ObjstoreError(Exception):
+    """Root of every error objstore raises on purpose."""
+
+
+class InvalidId(ObjstoreError, ValueError):
+    """A string that is not a 40-hex hash or a uuid was about to be used as an id (and a path)."""
+
+
+
+class ObjectNotFound(ObjstoreError, KeyError):
+    """No object with this id exists in the store."""
+
+    def __str__(self) -> str:  # KeyError's str() quotes its arg; keep the message readable.
+        return str(self.args[0]) if self.args else "object not found"
+
+
+class CorruptObject(ObjstoreError, ValueError):
+    """An object failed verification: bad frame, checksum, kind, length or id. Names the object."""
+
+    def __init__(self, object_id: str, reason: str):
+        super().__init__(f"corrupt object {object_id}: {reason}")
+        self.object_id = object_id
+        self.reason = reason
+
+
+class FormatError(ObjstoreError, ValueError):
+    """objstore.json is missing, unreadable, of another format, or of an unsupported version."""
+
+
+class RepositoryNotFound(FormatError, FileNotFoundError):
+    """No repository at (or above) the given location."""
+
+
+class RepositoryExists(ObjstoreError, FileExistsError):
+    """init() was asked to create a repository where one already exists."""
+
+
+class UnsafeFilesystem(ObjstoreError, RuntimeError):
+    """The filesystem cannot do an atomic compare-and-swap and the caller did not accept the risk."""
+
+
+class StorageError(ObjstoreError, OSError):
+    """A filesystem operation failed for a reason other than not-found (permissions, network...)."""
+
+
+class IndexUnavailable(ObjstoreError, RuntimeError):
+    """The local LMDB index is unusable (e.g. placed on a network filesystem)."""
+
+
+class ValueTooLarge(ObjstoreError, ValueError):
+    """A value exceeds the configured maximum size."""
