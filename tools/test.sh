@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one command that sets up and runs the whole test suite on a fresh machine
+# (Debian, python3.11, node 20, npm). Idempotent: every step is skipped when its
+# result is already present, so a second run goes straight to pytest.
+#   bash tools/test.sh                 # whole suite
+#   bash tools/test.sh -k refs -x      # extra arguments go to pytest
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+if [ ! -x .venv/bin/python ]; then
+    echo "tools/test.sh: creating .venv" >&2
+    "$PYTHON" -m venv .venv
+fi
+
+# Re-install only when pyproject.toml changed since the last successful install:
+# pip's own "already satisfied" pass costs several seconds on every run.
+STAMP=.venv/.objstore-test-installed
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] \
+        || ! .venv/bin/python -c "import objstore, refs, pytest, moto, gcp_storage_emulator" >/dev/null 2>&1; then
+    echo "tools/test.sh: pip install -e '.[test]'" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$STAMP"
+fi
+
+if [ ! -x tools/node/node_modules/.bin/azurite-blob ]; then
+    echo "tools/test.sh: npm install azurite@3.35.0 into tools/node" >&2
+    # 3.36+ declare engines.node >= 21; 3.35.0 is the newest that installs cleanly on node 20.
+    mkdir -p tools/node
+    npm install --prefix tools/node --no-audit --no-fund azurite@3.35.0
+fi
+
+# The fixtures find the servers without this, but a PATH that names them helps
+# anyone debugging by hand from inside a test.
+export PATH="$ROOT/.venv/bin:$ROOT/tools/node/node_modules/.bin:$PATH"
+
+exec .venv/bin/python -m pytest -q tests "$@"
