@@ -1,0 +1,270 @@
+"""The LMDB index: tables, multi values, one-txn atomicity, map growth, processes, reopen."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from objstore.errors import IndexUnavailable, ObjstoreError, ValueTooLarge
+from objstore.index import (
+    MAX_KEY_BYTES,
+    MISSING,
+    Index,
+    check_local_path,
+    filesystem_type,
+)
+
+TABLES = {"objects": False, "tags": True, "evals": False}
+
+
+@pytest.fixture
+def ix(tmp_path):
+    index = Index(tmp_path / "ix", TABLES)
+    yield index
+    index.close()
+
+
+def test_single_table_put_get_overwrite(ix):
+    assert ix.get("objects", "a") is MISSING
+    ix.apply([("put", "objects", "a", "value")])
+    assert ix.get("objects", "a") == "value"
+    ix.apply([("put", "objects", "a", "task")])
+    assert ix.get("objects", "a") == "task"
+    assert ix.has("objects", "a") and not ix.has("objects", "b")
+
+
+def test_multi_table_values_sorted_and_ops(ix):
+    ix.apply([("add", "tags", "k", v) for v in ["c", "a", "b", "a"]])
+    assert ix.get_all("tags", "k") == ["a", "b", "c"]
+    assert ix.get("tags", "k") == "a"
+    ix.apply([("del", "tags", "k", "b")])
+    assert ix.get_all("tags", "k") == ["a", "c"]
+    ix.apply([("put", "tags", "k", "z")])  # put replaces every value
+    assert ix.get_all("tags", "k") == ["z"]
+    ix.apply([("add", "tags", "k", "y"), ("delall", "tags", "k", "")])
+    assert ix.get_all("tags", "k") == []
+    assert ix.get_all("tags", "missing") == []
+
+
+def test_single_table_add_is_add_if_absent_and_del_checks_value(ix):
+    ix.apply([("add", "objects", "a", "first"), ("add", "objects", "a", "second")])
+    assert ix.get("objects", "a") == "first"
+    ix.apply([("del", "objects", "a", "other")])
+    assert ix.get("objects", "a") == "first"
+    ix.apply([("del", "objects", "a", "first")])
+    assert ix.get("objects", "a") is MISSING
+
+
+def test_unicode_keys_and_values_roundtrip(ix):
+    ix.apply([("put", "objects", "clé/é", "välue ✓"), ("add", "tags", "ключ", "значение")])
+    assert ix.get("objects", "clé/é") == "välue ✓"
+    assert ix.get_all("tags", "ключ") == ["значение"]
+
+
+def test_scan_prefix_ordered_and_chunked(ix):
+    entries = [("put", "objects", f"p{i:05d}", str(i)) for i in range(3000)]
+    entries += [("put", "objects", "q", "x"), ("put", "objects", "o", "y")]
+    entries += [("add", "tags", f"t{i:03d}", f"v{j}") for i in range(700) for j in range(3)]
+    ix.apply(entries)
+    got = list(ix.scan("objects", "p"))
+    assert got == [(f"p{i:05d}", str(i)) for i in range(3000)]  # crosses several chunks
+    assert [k for k, _ in ix.scan("objects")][:1] == ["o"]
+    tags = list(ix.scan("tags", "t"))
+    assert tags == [(f"t{i:03d}", f"v{j}") for i in range(700) for j in range(3)]
+    assert list(ix.scan("objects", "zzz")) == []
+    assert ix.count("objects") == 3002
+
+
+def test_get_many_keeps_order(ix):
+    ix.apply([("put", "objects", "b", "2"), ("put", "objects", "a", "1")])
+    assert ix.get_many("objects", ["a", "x", "b"]) == ["1", MISSING, "2"]
+
+
+def test_apply_is_one_transaction_bad_entry_applies_nothing(ix):
+    ix.apply([("put", "objects", "keep", "1")])
+    with pytest.raises(KeyError):
+        ix.apply([("put", "objects", "new", "1"), ("put", "nosuchtable", "k", "v")])
+    with pytest.raises(ValueError):
+        ix.apply([("put", "objects", "new", "1"), ("frob", "objects", "k", "v")])
+    with pytest.raises(ValueTooLarge):
+        ix.apply([("put", "objects", "new", "1"), ("put", "objects", "k" * 600, "v")])
+    assert ix.get("objects", "new") is MISSING
+    assert ix.segments() == set()
+
+
+def test_apply_generator_failing_midway_applies_nothing(ix):
+    def entries():
+        yield ("put", "objects", "a", "1")
+        yield ("add", "tags", "t", "1")
+        raise RuntimeError("producer died")
+
+    with pytest.raises(RuntimeError):
+        ix.apply(entries(), segment="seg-1")
+    assert ix.get("objects", "a") is MISSING
+    assert ix.get_all("tags", "t") == []
+    assert not ix.has_segment("seg-1")
+
+
+def test_segment_marked_in_same_txn(ix):
+    ix.apply([("put", "objects", "a", "1")], segment="20250101T000000.000000Z-w1")
+    assert ix.has_segment("20250101T000000.000000Z-w1")
+    assert ix.segments() == {"20250101T000000.000000Z-w1"}
+    ix.apply([], segment="empty-seg")
+    assert ix.segments() == {"20250101T000000.000000Z-w1", "empty-seg"}
+
+
+def test_key_limits_are_clear_errors(ix):
+    ok = "k" * MAX_KEY_BYTES
+    ix.apply([("put", "objects", ok, "v")])
+    assert ix.get("objects", ok) == "v"
+    with pytest.raises(ValueTooLarge, match="511-byte limit"):
+        ix.get("objects", "k" * (MAX_KEY_BYTES + 1))
+    with pytest.raises(ValueTooLarge):  # multi-byte chars count as bytes
+        ix.apply([("put", "objects", "é" * 300, "v")])
+    with pytest.raises(ValueTooLarge):  # dupsort values are keys too
+        ix.apply([("add", "tags", "k", "v" * 600)])
+    with pytest.raises(ValueError):
+        ix.apply([("put", "objects", "", "v")])
+    # a large value in a single table is fine
+    ix.apply([("put", "objects", "big", "v" * 100_000)])
+    assert len(ix.get("objects", "big")) == 100_000
+    assert isinstance(ValueTooLarge("x"), ObjstoreError)
+
+
+def test_meta_and_clear(ix):
+    ix.meta_put("repo_id", "abc")
+    ix.apply([("put", "objects", "a", "1"), ("add", "tags", "t", "1")], segment="s")
+    assert ix.meta_get("repo_id") == "abc"
+    ix.clear()
+    assert ix.meta_get("repo_id") is MISSING
+    assert ix.get("objects", "a") is MISSING and ix.get_all("tags", "t") == []
+    assert ix.segments() == set()
+    ix.apply([("put", "objects", "b", "2")])  # still usable after clear
+    assert ix.get("objects", "b") == "2"
+
+
+def test_map_grows_from_tiny_initial_size(tmp_path):
+    with Index(tmp_path / "ix", TABLES, map_size=64 * 1024) as ix:
+        start = ix._env.info()["map_size"]
+        big = [("put", "objects", f"{i:040x}", "value" * 20) for i in range(20_000)]
+        ix.apply(big, segment="big")  # one txn larger than the map: abort, grow, retry
+        for i in range(0, 2000, 7):
+            ix.apply([("add", "tags", f"t{i}", f"v{j}") for j in range(50)])
+        assert ix._env.info()["map_size"] > start
+        assert ix.count("objects") == 20_000
+        assert ix.get("objects", f"{19_999:040x}") == "value" * 20
+        assert ix.has_segment("big")
+
+
+def test_reopen_keeps_data(tmp_path):
+    with Index(tmp_path / "ix", TABLES) as ix:
+        ix.apply([("put", "objects", "a", "1"), ("add", "tags", "t", "x")], segment="s1")
+        ix.meta_put("repo_id", "r")
+    with Index(tmp_path / "ix", TABLES, durable=True) as ix:
+        assert ix.get("objects", "a") == "1"
+        assert ix.get_all("tags", "t") == ["x"]
+        assert ix.segments() == {"s1"}
+        assert ix.meta_get("repo_id") == "r"
+        assert not ix.was_reset
+
+
+def test_schema_change_resets_the_derived_tables(tmp_path):
+    with Index(tmp_path / "ix", TABLES) as ix:
+        ix.apply([("put", "objects", "a", "1"), ("add", "tags", "t", "x")], segment="s1")
+        ix.meta_put("repo_id", "r")
+    changed = {"objects": False, "tags": False, "extra": True}  # tags flips dupsort
+    with Index(tmp_path / "ix", changed) as ix:
+        assert ix.was_reset
+        assert ix.get("objects", "a") is MISSING
+        assert ix.meta_get("repo_id") is MISSING  # so the repository rebuilds it
+        ix.apply([("put", "tags", "t", "y"), ("add", "extra", "e", "1"), ("add", "extra", "e", "2")])
+        assert ix.get("tags", "t") == "y" and ix.get_all("extra", "e") == ["1", "2"]
+
+
+def test_same_path_twice_in_one_process_shares_the_environment(tmp_path):
+    a = Index(tmp_path / "ix", TABLES)
+    b = Index(tmp_path / "ix", TABLES)
+    a.apply([("put", "objects", "k", "v")])
+    assert b.get("objects", "k") == "v"
+    a.close()
+    assert b.get("objects", "k") == "v"  # closing one must not close the other
+    b.apply([("put", "objects", "k2", "v2")])
+    b.close()
+    with pytest.raises(IndexUnavailable, match="closed"):
+        b.get("objects", "k")
+    with Index(tmp_path / "ix", TABLES) as c:
+        assert c.get("objects", "k2") == "v2"
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    ix = Index(path, TABLES, map_size=64 * 1024)
+    for start in range(0, n, 50):
+        ix.apply(
+            [("put", "objects", f"w{worker}-{i:06d}", "x" * 64) for i in range(start, start + 50)]
+            + [("add", "tags", "shared", f"w{worker}-{start:06d}")],
+            segment=f"seg-w{worker}-{start:06d}",
+        )
+        # reads interleaved with the other process growing the map
+        assert ix.get("objects", f"w{worker}-{start:06d}") == "x" * 64
+    ix.close()
+
+
+def test_two_processes_write_concurrently_with_map_growth(tmp_path):
+    path = str(tmp_path / "ix")
+    Index(path, TABLES, map_size=64 * 1024).close()
+    ctx = multiprocessing.get_context("spawn")
+    n = 3000
+    procs = [ctx.Process(target=_writer, args=(path, w, n)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with Index(path, TABLES) as ix:
+        assert ix.count("objects") == 2 * n
+        assert len(ix.get_all("tags", "shared")) == 2 * (n // 50)
+        assert len(ix.segments()) == 2 * (n // 50)
+        assert ix.get("objects", f"w1-{n - 1:06d}") == "x" * 64
+
+
+MOUNTS = """\
+sysfs /sys sysfs rw 0 0
+/dev/sda1 / ext4 rw 0 0
+server:/export /mnt/nfs nfs4 rw,relatime 0 0
+//host/share /mnt/my\\040share cifs rw 0 0
+s3fs /mnt/bucket fuse.s3fs rw 0 0
+tmpfs /mnt/nfs/local tmpfs rw 0 0
+"""
+
+
+def test_filesystem_type_longest_mount_wins():
+    assert filesystem_type("/home/u/.cache", MOUNTS) == "ext4"
+    assert filesystem_type("/mnt/nfs", MOUNTS) == "nfs4"
+    assert filesystem_type("/mnt/nfs/x/y", MOUNTS) == "nfs4"
+    assert filesystem_type("/mnt/nfsother", MOUNTS) == "ext4"  # component-wise, not string prefix
+    assert filesystem_type("/mnt/nfs/local/ix", MOUNTS) == "tmpfs"
+    assert filesystem_type("/mnt/my share/ix", MOUNTS) == "cifs"
+    assert filesystem_type("/mnt/bucket/ix", MOUNTS) == "fuse.s3fs"
+
+
+@pytest.mark.parametrize("where", ["/mnt/nfs/ix", "/mnt/my share/ix", "/mnt/bucket/ix"])
+def test_network_filesystems_are_refused(tmp_path, where):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    with pytest.raises(IndexUnavailable, match="local disk"):
+        check_local_path(where, str(mounts))
+    check_local_path("/mnt/nfs/local/ix", str(mounts))  # no error
+    check_local_path(str(tmp_path), "/proc/mounts")  # the real test machine: a local disk
+
+
+def test_unknown_table_and_bad_entries(ix):
+    with pytest.raises(KeyError):
+        ix.get("nope", "k")
+    with pytest.raises(ValueError):
+        ix.apply([("put", "objects", "k")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        ix.apply([("put", "objects", "k", 3)])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        Index(os.devnull + "-never", {"_meta": False})
