@@ -1,0 +1,131 @@
+"""Handles: an immutable graph of handle states plus one mutable ref per handle name.
+
+Handle records and edges are objects. Validity (rolled back or not) is the only mutable part:
+it lives in ``refs/handles/<name>`` as the set of invalidated handle hashes, changed only by
+compare-and-swap, so concurrent workers never lose each other's rollbacks or advances.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from objstore import hashing, records
+from objstore.backend.core import MISSING, Core
+from objstore.ids import validate_hash
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
+CAS_RETRIES = 100
+
+
+@dataclass(frozen=True)
+class HandleSpec:
+    hash: str
+    fullname: str
+    key: str
+    value_hash: str  # the Handle recorded as a Value (its value_hash equals its hash in redun)
+
+
+def handle_ref_name(fullname: str) -> str:
+    """The ref holding a handle name's state: readable when the name is plain, hashed otherwise."""
+    if _SAFE_NAME.fullmatch(fullname) and ".." not in fullname and not fullname.endswith((".lock", ".")):
+        return f"handles/{fullname}"
+    return f"handles/_/{hashing.hash_text(fullname)}"
+
+
+def _encode_state(invalid: set[str]) -> bytes:
+    return json.dumps({"invalid": sorted(invalid)}, separators=(",", ":")).encode()
+
+
+class Handles:
+    def __init__(self, core: Core):
+        self.core = core
+
+    # -- state (refs) ------------------------------------------------------------------------
+
+    def _read_state(self, fullname: str) -> tuple[Any, set[str]]:
+        raw = self.core.repo.refs.get(handle_ref_name(fullname))
+        if not isinstance(raw, (bytes, bytearray)):
+            return raw, set()
+        try:
+            return raw, set(json.loads(raw)["invalid"])
+        except (ValueError, KeyError, TypeError):
+            # An unreadable state must not invalidate anyone's work: treat as all valid.
+            return raw, set()
+
+    def _change_state(self, fullname: str, change) -> None:
+        """Apply change(invalid_set) -> new set with compare-and-swap, retrying on a lost race."""
+        refs = self.core.repo.refs
+        name = handle_ref_name(fullname)
+        for _ in range(CAS_RETRIES):
+            raw, invalid = self._read_state(fullname)
+            new = change(set(invalid))
+            if new == invalid:
+                return
+            if refs.set_if_equals(name, raw, _encode_state(new)):
+                return
+        raise RuntimeError(f"could not update handle state {name}: too many concurrent writers")
+
+    def invalid_hashes(self, fullname: str) -> set[str]:
+        return self._read_state(fullname)[1]
+
+    # -- graph -------------------------------------------------------------------------------
+
+    def is_recorded(self, handle_hash: str) -> bool:
+        return self.core.lookup("handles", handle_hash) is not MISSING
+
+    def record_handle(self, handle: HandleSpec) -> None:
+        if not self.is_recorded(handle.hash):
+            record_id = records.handle_record_id(handle.hash)
+            payload = records.encode_handle(handle.hash, handle.fullname, handle.key, validate_hash(handle.value_hash))
+            self.core.add(records.HANDLE, record_id, payload)
+
+    def record_edge(self, parent_hash: str, child_hash: str) -> None:
+        edge_id = records.handle_edge_id(parent_hash, child_hash)
+        if not self.core.has(edge_id):
+            self.core.add(records.HANDLE_EDGE, edge_id, records.encode_handle_edge(parent_hash, child_hash))
+
+    def children(self, handle_hash: str) -> list[str]:
+        return self.core.lookup_all("handle_children", handle_hash)
+
+    def handles_named(self, fullname: str) -> list[str]:
+        return self.core.lookup_all("handles_by_name", records.handle_name_key(fullname))
+
+    # -- redun's operations ------------------------------------------------------------------
+
+    def advance_handle(self, parents: Iterable[HandleSpec], child: HandleSpec, ancestors: Iterable[HandleSpec] = ()) -> None:
+        """Record child, parents (and unrecorded fork ancestors), the edges; all become valid."""
+        parents = list(parents)
+        touched = list(ancestors) + [child] + parents
+        for handle in touched:
+            self.record_handle(handle)
+        for parent in parents:
+            self.record_edge(parent.hash, child.hash)
+        by_name: dict[str, set[str]] = {}
+        for handle in touched:
+            by_name.setdefault(handle.fullname, set()).add(handle.hash)
+        for fullname, hashes in by_name.items():
+            self._change_state(fullname, lambda invalid, hashes=hashes: invalid - hashes)
+
+    def rollback_handle(self, handle_hash: str, fullname: str) -> None:
+        """Invalidate every descendant of the handle (not the handle itself), as redun does."""
+
+        def change(invalid: set[str]) -> set[str]:
+            valid = [h for h in self.handles_named(fullname) if h not in invalid]
+            lookups = {h: self.children(h) for h in valid}
+            found: set[str] = set()
+            queue = list(lookups.get(handle_hash, []))
+            while queue:
+                current = queue.pop()
+                if current in found:
+                    continue
+                found.add(current)
+                queue.extend(lookups.get(current, []))
+            return invalid | found
+
+        self._change_state(fullname, change)
+
+    def is_valid_handle(self, handle_hash: str, fullname: str) -> bool:
+        return self.is_recorded(handle_hash) and handle_hash not in self.invalid_hashes(fullname)

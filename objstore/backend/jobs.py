@@ -1,0 +1,140 @@
+"""Executions and jobs.
+
+An Execution becomes an object when its root job starts (redun keeps it pending until then). A
+Job becomes an object when it ends; at its start only a journal note is written, so `log` can
+still show a job that is running or whose worker died.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from objstore import records
+from objstore.backend.core import MISSING, Core
+from objstore.ids import validate_hash, validate_uuid
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Jobs:
+    def __init__(self, core: Core):
+        self.core = core
+        self._pending_executions: dict[str, str] = {}  # execution id -> argv as JSON text
+        self._started: dict[str, dict] = {}  # job id -> start info, for jobs started here
+
+    # -- executions --------------------------------------------------------------------------
+
+    def record_execution(self, execution_id: str, args: list[str]) -> None:
+        self._pending_executions[validate_uuid(execution_id)] = json.dumps(args)
+
+    def record_updated_time(self, execution_id: str, now: datetime | None = None) -> None:
+        stamp = records.format_timestamp(now or _now())
+        self.core.note([("put", "exec_updated", validate_uuid(execution_id), stamp)])
+
+    def get_execution(self, execution_id: str) -> Any:
+        return self.core.get_meta(execution_id, records.EXECUTION)
+
+    def list_executions(self) -> list[str]:
+        """Execution ids, newest first."""
+        entries = self.core.lookup_all("executions", records.EXECUTIONS_KEY)
+        return [entry.split(":", 1)[1] for entry in reversed(entries)]
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def job_started(
+        self,
+        job_id: str,
+        *,
+        task_hash: str,
+        execution_id: str,
+        parent_id: str | None,
+        now: datetime | None = None,
+    ) -> dict:
+        start = records.format_timestamp(now or _now())
+        info = {
+            "start_time": start,
+            "task_hash": validate_hash(task_hash),
+            "parent_id": validate_uuid(parent_id) if parent_id else None,
+            "execution_id": validate_uuid(execution_id),
+        }
+        job_id = validate_uuid(job_id)
+        if parent_id is None:
+            args = self._pending_executions.pop(execution_id, None)
+            if args is not None and not self.core.has(execution_id):
+                payload = records.encode_execution(args=args, job_id=job_id, start_time=start)
+                self.core.add(records.EXECUTION, execution_id, payload)
+        self._started[job_id] = info
+        self.core.note(records.job_entries(job_id, info, ended=False))
+        return info
+
+    def job_ended(
+        self,
+        job_id: str,
+        *,
+        task_hash: str,
+        execution_id: str,
+        parent_id: str | None,
+        cached: bool,
+        call_hash: str | None,
+        args_hash: str | None,
+        now: datetime | None = None,
+    ) -> None:
+        """Write the job object. A job never started is created with start == end (as redun)."""
+        job_id = validate_uuid(job_id)
+        if self.core.has(job_id):
+            return  # already ended: objects are immutable
+        now = now or _now()
+        info = self._started.pop(job_id, None) or self._start_note(job_id)
+        if info is None:
+            info = self.job_started(
+                job_id, task_hash=task_hash, execution_id=execution_id, parent_id=parent_id, now=now
+            )
+            self._started.pop(job_id, None)
+        payload = records.encode_job(
+            start_time=info["start_time"],
+            end_time=records.format_timestamp(now),
+            task_hash=info["task_hash"],
+            cached=cached,
+            call_hash=validate_hash(call_hash) if call_hash else None,
+            parent_id=info["parent_id"],
+            execution_id=info["execution_id"],
+            args_hash=validate_hash(args_hash) if args_hash else None,
+        )
+        self.core.add(records.JOB, job_id, payload)
+
+    def _start_note(self, job_id: str) -> dict | None:
+        note = self.core.lookup("job_start", job_id)
+        if note is MISSING:
+            return None
+        try:
+            return json.loads(note)
+        except ValueError:
+            return None
+
+    def get_job_info(self, job_id: str) -> Any:
+        """The job as a dict (ended: the object; running: the start note), or MISSING."""
+        if self.core.kind_of(job_id) == records.JOB:
+            return self.core.get_meta(job_id, records.JOB)
+        info = self._started.get(job_id) or self._start_note(job_id)
+        if info is None:
+            got = self.core.get_meta(job_id, records.JOB)  # maybe not indexed yet here
+            return got
+        return {**info, "end_time": None, "cached": False, "call_hash": None, "args_hash": None}
+
+    def get_job(self, job_id: str) -> dict | None:
+        """redun's get_job: {"job_id", "parent_id", "execution_id"} or None."""
+        info = self.get_job_info(job_id)
+        if info is MISSING:
+            return None
+        return {"job_id": job_id, "parent_id": info.get("parent_id"), "execution_id": info.get("execution_id")}
+
+    def job_children(self, job_id: str) -> list[str]:
+        """Child job ids ordered by start time."""
+        return [entry.split(":", 1)[1] for entry in self.core.lookup_all("job_children", job_id)]
+
+    def is_running_here(self, job_id: str) -> bool:
+        return job_id in self._started

@@ -1,0 +1,54 @@
+"""redun adapter: ObjstoreBackend and the ``[scheduler] setup_scheduler`` hook.
+
+redun.ini::
+
+    [backend]
+    objstore_url = s3://bucket/repo        # or: db_uri = objstore+s3://bucket/repo
+
+    [scheduler]
+    setup_scheduler = objstore.redun::setup_scheduler
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from objstore.redun.backend import (
+    ObjstoreBackend,
+    ObjstoreRedunError,
+    ObjstoreValueTooLarge,
+    resolve_url,
+)
+
+__all__ = ["ObjstoreBackend", "ObjstoreRedunError", "ObjstoreValueTooLarge", "setup_scheduler", "resolve_url"]
+
+_BACKEND_OPTIONS = {
+    "url",
+    "storage_options",
+    "index_dir",
+    "durable",
+    "max_value_size",
+    "flush_interval",
+    "flush_every",
+    "type_registry",
+    "repo",
+    "logger",
+}
+
+
+def setup_scheduler(config: Any = None, **kwargs: Any):
+    """A Scheduler on an ObjstoreBackend; the repository comes from the [backend] section.
+
+    Keyword arguments naming ObjstoreBackend options go to the backend, the rest to Scheduler.
+    """
+    from redun import Scheduler
+    from redun.config import Config
+
+    if config is None:
+        config = Config()
+    elif isinstance(config, dict):
+        config = Config(config)
+    backend_config = config.get("backend") or {}
+    backend_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _BACKEND_OPTIONS}
+    backend = ObjstoreBackend(config=backend_config, **backend_kwargs)
+    return Scheduler(config=config, backend=backend, **kwargs)
