@@ -1,0 +1,260 @@
+"""The fsspec boundary: URL -> filesystem, and the one place filesystem errors become objstore errors.
+
+Everything above this module sees ``StorageError`` (with the path) instead of fsspec's, boto's,
+aiohttp's or Azure's own exceptions. ``FileNotFoundError`` and ``FileExistsError`` pass through
+``translate`` unchanged because only the caller knows what they mean (a missing object, a lost
+create race, a missing repository).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from objstore.errors import ObjstoreError, StorageError
+
+__all__ = [
+    "open_url",
+    "translate",
+    "atomic_write",
+    "write_if_absent",
+    "is_local",
+    "is_memory",
+    "has_atomic_create",
+    "TEMP_PREFIX",
+    "temp_name",
+    "fsync_dir",
+]
+
+# Temp files start with a dot and contain a dash in the first 40 chars, so they can never
+# parse as an object id (or a ref name), and listings skip them.
+TEMP_PREFIX = ".tmp-"
+
+# Libraries whose exceptions are transport failures even when they are not OSErrors.
+_FOREIGN_ERROR_MODULES = ("botocore", "aiobotocore", "aiohttp", "azure", "google", "requests", "urllib3")
+
+# fsspec's MemoryFileSystem is process-global and its "create" is exists-then-write; one lock
+# makes that atomic among threads (the only writers a memory store can have).
+_MEMORY_LOCK = threading.Lock()
+
+_SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "az",
+    "abfs": "az",
+    "abfss": "az",
+    "memory": "memory",
+    "file": "file",
+    "local": "file",
+}
+
+
+def open_url(url: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
+    """A filesystem and the root path (no trailing slash) inside it for ``url``.
+
+    Plain paths and file:// become absolute local paths. Credentials and endpoints come only
+    from ``storage_options``; nothing here looks at the environment.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"not a repository url: {url!r}")
+    options = dict(storage_options or {})
+    scheme, sep, _ = url.partition("://")
+    kind = _SCHEMES.get(scheme.lower()) if sep else "file"
+    if kind is None:
+        raise ValueError(f"unsupported url scheme {scheme!r} in {url!r}")
+    if kind == "file":
+        path = url[len(scheme) + 3 :] if sep else url
+        fs = LocalFileSystem(**options)
+        root = os.path.abspath(os.path.expanduser(path))
+        return fs, root.rstrip("/") or "/"
+    if kind == "gcs":
+        # The plain class, not fsspec's registry entry: gcsfs>=2026 swaps in an "extended" class
+        # that asks a gRPC control API about the bucket layout (unreachable on emulators and
+        # private endpoints, where each call then stalls for a minute).
+        from gcsfs.core import GCSFileSystem
+
+        fs = GCSFileSystem(**options)
+    else:
+        fs = fsspec.filesystem(kind, **options)
+    root = fs._strip_protocol(url).rstrip("/")
+    if kind != "memory" and not root:
+        raise ValueError(f"url names no bucket or container: {url!r}")
+    return fs, root if kind != "memory" else (root or "/")
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.split(".", 1)[0] in _FOREIGN_ERROR_MODULES
+
+
+@contextlib.contextmanager
+def translate(path: str, *, passthrough: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError)) -> Iterator[None]:
+    """Turn filesystem failures under this block into ``StorageError`` naming ``path``.
+
+    ``passthrough`` exceptions (by default not-found and already-exists) are re-raised as they
+    are, for the caller to give them meaning.
+    """
+    try:
+        yield
+    except ObjstoreError:
+        raise
+    except passthrough:
+        raise
+    except OSError as exc:
+        raise StorageError(exc.errno, f"{path}: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise StorageError(None, f"{path}: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def is_local(fs: AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_memory(fs: AbstractFileSystem) -> bool:
+    return isinstance(fs, MemoryFileSystem)
+
+
+def has_atomic_create(fs: AbstractFileSystem) -> bool:
+    """Whether ``pipe_file(..., mode="create")`` is a server-side create-only write here.
+
+    Only s3fs (If-None-Match), gcsfs (ifGenerationMatch=0) and adlfs (overwrite=False) do
+    that; fsspec's generic implementation is exists-then-write.
+    """
+    return type(fs).__module__.split(".", 1)[0] in ("s3fs", "gcsfs", "adlfs")
+
+
+def temp_name(final_name: str) -> str:
+    # The final name is kept in the temp name only to help a human reading a crashed directory.
+    return f"{TEMP_PREFIX}{secrets.token_hex(6)}-{final_name[:16]}"
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename in ``directory`` durable (POSIX keeps names in the directory's own data)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_local_temp(path: str, data: bytes, *, durable: bool) -> str:
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, temp_name(name))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def atomic_write(fs: AbstractFileSystem, path: str, data: bytes, *, durable: bool) -> None:
+    """Replace ``path`` with ``data`` so a reader sees the old or the new content, never a part.
+
+    Local: temp file in the same directory, optional fsync, rename, and an fsync of the directory
+    when durable. Elsewhere: one PUT, which object stores apply atomically.
+    """
+    with translate(path, passthrough=()):
+        if is_local(fs):
+            tmp = _write_local_temp(path, data, durable=durable)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            if durable:
+                fsync_dir(os.path.dirname(path))
+        else:
+            fs.pipe_file(path, data)
+
+
+# link() refused by the filesystem itself (FAT, some SMB/FUSE mounts), not by the name existing.
+_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+def link_into_place(tmp: str, path: str) -> bool:
+    """Move a finished local temp file to ``path`` unless ``path`` exists; the temp is consumed.
+
+    ``link`` fails with EEXIST instead of replacing, which is what makes immutable files
+    never-rewritten even between two racing processes. Filesystems without hard links fall back
+    to check-then-rename (best effort).
+    """
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        _unlink_quietly(tmp)
+        return False
+    except OSError as exc:
+        if exc.errno is None or exc.errno not in _NO_LINK_ERRNOS:
+            _unlink_quietly(tmp)
+            raise
+        if os.path.lexists(path):
+            _unlink_quietly(tmp)
+            return False
+        os.replace(tmp, path)
+        return True
+    _unlink_quietly(tmp)
+    return True
+
+
+def write_if_absent(fs: AbstractFileSystem, path: str, data: bytes, *, durable: bool = False) -> bool:
+    """Create ``path`` with ``data`` unless it exists; True if this call created it.
+
+    Atomic locally (link), on S3/GCS/Azure (conditional PUT) and in memory (a lock); on other
+    filesystems it is exists-then-write.
+    """
+    with translate(path, passthrough=()):
+        if is_local(fs):
+            if os.path.lexists(path):
+                return False
+            tmp = _write_local_temp(path, data, durable=durable)
+            created = link_into_place(tmp, path)
+            if created and durable:
+                fsync_dir(os.path.dirname(path))
+            return created
+        if is_memory(fs):
+            with _MEMORY_LOCK:
+                if fs.exists(path):
+                    return False
+                fs.pipe_file(path, bytes(data))
+                return True
+        if has_atomic_create(fs):
+            try:
+                fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+        if fs.exists(path):
+            return False
+        fs.pipe_file(path, data)
+        return True

@@ -1,0 +1,515 @@
+"""Immutable, verified objects at ``<root>/objects/ab/cdef…`` on any fsspec filesystem.
+
+Semantics every backend keeps:
+- an object is written once: ``put`` of an existing id returns False and leaves it alone;
+- a reader sees a whole object or none (local: temp file + link; remote: one PUT / one upload);
+- a read verifies the frame (and the kind when asked) and names the object when it fails;
+- bulk calls take iterables, return results in input order (duplicates included) and run with
+  bounded concurrency on async filesystems (s3fs, gcsfs, adlfs).
+
+Local directories take an os-level path for every hot operation: fsspec's LocalFileSystem adds
+several microseconds of path handling per call, which is most of a 1 KiB object's cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Final
+
+from fsspec import AbstractFileSystem
+from fsspec.asyn import sync as _fsspec_sync
+
+from objstore import codec
+from objstore.errors import CorruptObject, ObjectNotFound, StorageError
+from objstore.fs import (
+    TEMP_PREFIX,
+    fsync_dir,
+    has_atomic_create,
+    is_local,
+    is_memory,
+    link_into_place,
+    temp_name,
+    translate,
+    write_if_absent,
+)
+from objstore.ids import fanout_path, is_hash, is_uuid
+
+__all__ = ["MISSING", "ObjectStore"]
+
+log = logging.getLogger("objstore.store")
+
+# Bulk inputs are encoded and sent this many at a time, so memory stays bounded on huge iterables.
+_BATCH = 512
+_STREAM_CHUNK = 1 << 20
+
+
+class _Missing:
+    """The type of ``MISSING``: one instance, falsy, never equal to a real result."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+def _read_exactly(src: BinaryIO, length: int) -> Iterator[bytes]:
+    remaining = length
+    while remaining > 0:
+        chunk = src.read(min(_STREAM_CHUNK, remaining))
+        if not chunk:
+            raise ValueError(f"stream ended after {length - remaining} of {length} bytes")
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _abandon(f: Any) -> None:
+    """Drop a half-written remote file without committing it under its real name."""
+    try:
+        f.discard()  # s3fs aborts the multipart upload, gcsfs cancels the resumable session
+    except Exception:  # best effort: the object must not appear, a stray upload id may
+        log.debug("discarding a failed upload of %s failed", getattr(f, "path", "?"), exc_info=True)
+    f.closed = True  # AbstractBufferedFile.close() would otherwise flush and commit the part
+    try:
+        f.close()  # releases client resources (adlfs) now that commit is off the table
+    except Exception:
+        log.debug("closing an abandoned upload failed", exc_info=True)
+
+
+class ObjectStore:
+    def __init__(
+        self,
+        fs: AbstractFileSystem,
+        root: str,
+        *,
+        durable: bool = False,
+        level: int = codec.DEFAULT_LEVEL,
+        max_concurrency: int = 32,
+    ):
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.fs = fs
+        self.root = root.rstrip("/") or "/"
+        self.objects_root = f"{self.root.rstrip('/')}/objects"
+        self.durable = durable
+        self.level = level
+        self.max_concurrency = max_concurrency
+        self._local = is_local(fs)
+        self._memory = is_memory(fs)
+        self._async = bool(getattr(fs, "async_impl", False)) and not self._local
+        self._atomic_create = has_atomic_create(fs)
+        self._is_s3 = type(fs).__module__.split(".", 1)[0] == "s3fs"
+        # s3fs otherwise sends a HEAD before every GET to decide on a ranged, concurrent read.
+        self._cat_kwargs: dict[str, Any] = {"max_concurrency": 1} if self._is_s3 else {}
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({type(self.fs).__name__}, {self.root!r})"
+
+    # --- paths -----------------------------------------------------------------------------
+
+    def object_path(self, object_id: str) -> str:
+        """Where ``object_id`` lives; raises InvalidId for anything that is not an id."""
+        return f"{self.objects_root}/{fanout_path(object_id)}"
+
+    # --- single objects ----------------------------------------------------------------------
+
+    def put(self, object_id: str, kind: str, payload: bytes) -> bool:
+        """Store an object unless its id exists; True if this call created it."""
+        path = self.object_path(object_id)
+        if self._local:
+            with translate(path, passthrough=()):
+                if os.path.lexists(path):
+                    return False
+                return self._put_local(path, codec.encode(kind, payload, level=self.level))
+        return self._put_remote(path, codec.encode(kind, payload, level=self.level))
+
+    def get(self, object_id: str, *, expect_kind: str | None = None) -> tuple[str, bytes]:
+        """(kind, payload), verified; ObjectNotFound or CorruptObject naming the id."""
+        path = self.object_path(object_id)
+        if self._local:
+            data = self._read_local(object_id, path)
+        else:
+            with translate(path, passthrough=()):
+                try:
+                    data = self.fs.cat_file(path, **self._cat_kwargs)
+                except FileNotFoundError:
+                    data = MISSING
+        if data is MISSING:
+            raise ObjectNotFound(object_id)
+        return codec.decode(data, object_id=object_id, expect_kind=expect_kind)
+
+    def has(self, object_id: str) -> bool:
+        path = self.object_path(object_id)
+        if self._local:
+            with translate(path, passthrough=()):
+                return os.path.isfile(path)
+        if self._async:
+            return _fsspec_sync(self.fs.loop, self._has_async, path)
+        with translate(path, passthrough=()):
+            return self.fs.isfile(path)
+
+    def delete(self, object_id: str) -> bool:
+        """Remove an object; True if it existed. (Objects are immutable, not undeletable: gc.)"""
+        path = self.object_path(object_id)
+        with translate(path, passthrough=()):
+            if self._local:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    return False
+                if self.durable:
+                    fsync_dir(os.path.dirname(path))
+                return True
+            # Object stores report success for deleting a missing key, so ask first.
+            if not self.has(object_id):
+                return False
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                return False
+            return True
+
+    # --- bulk ------------------------------------------------------------------------------
+
+    def put_many(self, items: Iterable[tuple[str, str, bytes]]) -> list[bool]:
+        """put() for each (id, kind, payload), in order; a repeated id is False after its first.
+
+        Every id is validated before anything is written.
+        """
+        items = list(items)
+        paths = [self.object_path(object_id) for object_id, _, _ in items]
+        results = [False] * len(items)
+        first: dict[str, int] = {}
+        for i, path in enumerate(paths):
+            first.setdefault(path, i)
+        todo = sorted(first.values())
+        for start in range(0, len(todo), _BATCH):
+            batch = todo[start : start + _BATCH]
+            if self._local:
+                for i in batch:
+                    results[i] = self._put_local_checked(paths[i], items[i][1], items[i][2])
+                continue
+            blobs = [(paths[i], codec.encode(items[i][1], items[i][2], level=self.level)) for i in batch]
+            if self._async:
+                created = self._gather(self._create_async, blobs)
+            else:
+                created = [self._put_remote(p, d) for p, d in blobs]
+            for i, ok in zip(batch, created):
+                results[i] = ok
+        return results
+
+    def get_many(self, ids: Iterable[str], *, expect_kind: str | None = None) -> list[Any]:
+        """get() for each id, in order; MISSING where an object does not exist.
+
+        A corrupt object raises CorruptObject (naming it) rather than hiding among the results.
+        """
+        ids = list(ids)
+        paths = [self.object_path(object_id) for object_id in ids]
+        first: dict[str, int] = {}
+        for i, path in enumerate(paths):
+            first.setdefault(path, i)
+        unique = sorted(first.values())
+        decoded: dict[str, Any] = {}
+        for start in range(0, len(unique), _BATCH):
+            batch = unique[start : start + _BATCH]
+            if self._local:
+                raw = [self._read_local(ids[i], paths[i]) for i in batch]
+            elif self._async:
+                raw = self._gather(self._cat_async, [(paths[i],) for i in batch])
+            else:
+                raw = [self._cat_sync(paths[i]) for i in batch]
+            for i, data in zip(batch, raw):
+                decoded[paths[i]] = (
+                    MISSING if data is MISSING else codec.decode(data, object_id=ids[i], expect_kind=expect_kind)
+                )
+        return [decoded[path] for path in paths]
+
+    def has_many(self, ids: Iterable[str]) -> list[bool]:
+        ids = list(ids)
+        paths = [self.object_path(object_id) for object_id in ids]
+        unique = list(dict.fromkeys(paths))
+        if self._local:
+            with translate(self.objects_root, passthrough=()):
+                found = {p: os.path.isfile(p) for p in unique}
+        elif self._async:
+            found = {}
+            for start in range(0, len(unique), _BATCH):
+                batch = unique[start : start + _BATCH]
+                found.update(zip(batch, self._gather(self._has_async, [(p,) for p in batch])))
+        else:
+            with translate(self.objects_root, passthrough=()):
+                found = {p: self.fs.isfile(p) for p in unique}
+        return [found[p] for p in paths]
+
+    # --- streaming ---------------------------------------------------------------------------
+
+    def put_stream(self, object_id: str, kind: str, src: BinaryIO, length: int) -> bool:
+        """Store ``length`` bytes read from ``src`` as one object, in bounded memory.
+
+        Returns False (reading nothing) if the object exists. ``src`` ending early raises
+        ValueError and leaves no object.
+        """
+        path = self.object_path(object_id)
+        if length < 0:
+            raise ValueError(f"negative length {length}")
+        chunks = _read_exactly(src, length)
+        if self._local:
+            return self._put_stream_local(path, kind, chunks, length)
+        if self._memory:
+            if self.fs.exists(path):
+                return False
+            buf = io.BytesIO()
+            codec.encode_stream(kind, length, chunks, buf, level=self.level)
+            return self._put_remote(path, buf.getbuffer())
+        with translate(path, passthrough=()):
+            # One HEAD is cheap next to re-uploading hundreds of MB that would then be refused.
+            if self.fs.exists(path):
+                return False
+            f = self.fs.open(path, "xb" if self._atomic_create else "wb")
+            try:
+                codec.encode_stream(kind, length, chunks, f, level=self.level)
+            except BaseException:
+                _abandon(f)
+                raise
+            try:
+                f.close()
+            except FileExistsError:
+                return False
+            return True
+
+    def open_stream(self, object_id: str, *, expect_kind: str | None = None) -> tuple[str, int, Iterator[bytes]]:
+        """(kind, length, chunks) of an object; verification failures raise at the end of chunks.
+
+        Consume (or close) the iterator to release the underlying file.
+        """
+        path = self.object_path(object_id)
+        with translate(path, passthrough=()):
+            try:
+                if self._local:
+                    f: Any = open(path, "rb")
+                elif self._memory:
+                    # MemoryFileSystem hands every reader the same file object (one position).
+                    f = io.BytesIO(self.fs.cat_file(path))
+                else:
+                    f = self.fs.open(path, "rb", cache_type="none")
+            except (FileNotFoundError, IsADirectoryError):
+                raise ObjectNotFound(object_id) from None
+        try:
+            kind, length, chunks = codec.decode_stream(f, object_id=object_id, expect_kind=expect_kind)
+        except BaseException:
+            f.close()
+            raise
+        return kind, length, self._closing(chunks, f, path)
+
+    # --- listing -----------------------------------------------------------------------------
+
+    def iter_ids(self, *, on_foreign: Callable[[str], None] | None = None) -> Iterator[str]:
+        """Every object id present (full scan). Names that are not ids are skipped and passed
+        to ``on_foreign`` (default: a warning in the log); unfinished temp files are skipped
+        silently."""
+        report = on_foreign or (lambda p: log.warning("ignoring foreign file in objects/: %s", p))
+        if self._local:
+            yield from self._iter_local(report)
+            return
+        with translate(self.objects_root, passthrough=()):
+            try:
+                paths = self.fs.find(self.objects_root)
+            except FileNotFoundError:
+                paths = []
+            finally:
+                # A listing must not make later has()/get() answer from a stale cache.
+                self.fs.invalidate_cache(self.objects_root)
+        prefix = self.objects_root.rstrip("/") + "/"
+        for path in paths:
+            rel = path[len(prefix) :] if path.startswith(prefix) else path
+            parts = rel.split("/")
+            if len(parts) == 2 and parts[1].startswith(TEMP_PREFIX):
+                continue
+            candidate = "".join(parts) if len(parts) == 2 and len(parts[0]) == 2 else None
+            if candidate is not None and (is_hash(candidate) or is_uuid(candidate)):
+                yield candidate
+            else:
+                report(path)
+
+    # --- local internals -------------------------------------------------------------------
+
+    def _put_local_checked(self, path: str, kind: str, payload: bytes) -> bool:
+        with translate(path, passthrough=()):
+            if os.path.lexists(path):
+                return False
+        return self._put_local(path, codec.encode(kind, payload, level=self.level))
+
+    def _put_local(self, path: str, data: bytes) -> bool:
+        with translate(path, passthrough=()):
+            directory, name = os.path.split(path)
+            tmp = os.path.join(directory, temp_name(name))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            try:
+                fd = os.open(tmp, flags, 0o666)
+            except FileNotFoundError:
+                # First object under this fanout dir: create it lazily instead of stat-ing it
+                # before every write.
+                os.makedirs(directory, exist_ok=True)
+                fd = os.open(tmp, flags, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                os.unlink(tmp)
+                raise
+            os.close(fd)
+            created = link_into_place(tmp, path)
+            if created and self.durable:
+                fsync_dir(directory)
+            return created
+
+    def _put_stream_local(self, path: str, kind: str, chunks: Iterable[bytes], length: int) -> bool:
+        with translate(path, passthrough=()):
+            if os.path.lexists(path):
+                return False
+            directory, name = os.path.split(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, temp_name(name))
+            try:
+                with open(tmp, "xb") as out:
+                    codec.encode_stream(kind, length, chunks, out, level=self.level)
+                    out.flush()
+                    if self.durable:
+                        os.fsync(out.fileno())
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+            created = link_into_place(tmp, path)
+            if created and self.durable:
+                fsync_dir(directory)
+            return created
+
+    def _read_local(self, object_id: str, path: str) -> Any:
+        with translate(path, passthrough=()):
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    return f.readall()
+            except FileNotFoundError:
+                return MISSING
+            except IsADirectoryError:
+                raise CorruptObject(object_id, "a directory stands where the object should be") from None
+
+    def _iter_local(self, report: Callable[[str], None]) -> Iterator[str]:
+        with translate(self.objects_root, passthrough=()):
+            try:
+                top = sorted(os.scandir(self.objects_root), key=lambda e: e.name)
+            except FileNotFoundError:
+                return
+        for entry in top:
+            if not (len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)):
+                report(entry.path)
+                continue
+            with translate(entry.path, passthrough=()):
+                try:
+                    names = sorted(e.name for e in os.scandir(entry.path))
+                except FileNotFoundError:
+                    continue  # removed while we listed
+            for name in names:
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                candidate = entry.name + name
+                if is_hash(candidate) or is_uuid(candidate):
+                    yield candidate
+                else:
+                    report(os.path.join(entry.path, name))
+
+    # --- remote internals ------------------------------------------------------------------
+
+    def _put_remote(self, path: str, data: Any) -> bool:
+        return write_if_absent(self.fs, path, data)
+
+    def _cat_sync(self, path: str) -> Any:
+        with translate(path, passthrough=()):
+            try:
+                return self.fs.cat_file(path)
+            except FileNotFoundError:
+                return MISSING
+
+    def _gather(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Run ``fn(*a)`` for each ``a`` on the filesystem's loop, at most max_concurrency at once.
+
+        Every call finishes (or fails) before the first failure is raised, so no request is left
+        running behind the caller's back.
+        """
+
+        async def run() -> list[Any]:
+            gate = asyncio.Semaphore(self.max_concurrency)
+
+            async def one(a: tuple[Any, ...]) -> Any:
+                async with gate:
+                    return await fn(*a)
+
+            return await asyncio.gather(*(one(a) for a in args), return_exceptions=True)
+
+        results = _fsspec_sync(self.fs.loop, run)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results
+
+    async def _create_async(self, path: str, data: bytes) -> bool:
+        with translate(path, passthrough=()):
+            try:
+                await self.fs._pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+
+    async def _cat_async(self, path: str) -> Any:
+        with translate(path, passthrough=()):
+            try:
+                return await self.fs._cat_file(path, **self._cat_kwargs)
+            except FileNotFoundError:
+                return MISSING
+
+    async def _has_async(self, path: str) -> bool:
+        with translate(path, passthrough=()):
+            if self._is_s3:
+                # One HEAD; s3fs's exists() adds a LIST for every missing key (directory probe).
+                bucket, key, _ = self.fs.split_path(path)
+                try:
+                    await self.fs._call_s3("head_object", Bucket=bucket, Key=key)
+                except FileNotFoundError:
+                    return False
+                return True
+            try:
+                info = await self.fs._info(path)
+            except FileNotFoundError:
+                return False
+            return info.get("type") == "file"
+
+    def _closing(self, chunks: Iterator[bytes], f: Any, path: str) -> Iterator[bytes]:
+        try:
+            with translate(path, passthrough=()):
+                yield from chunks
+        finally:
+            f.close()
