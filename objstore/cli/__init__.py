@@ -1,0 +1,209 @@
+"""objstore's command line: the only code that parses argv or reads os.environ.
+
+Commands live in modules of this package; each exposes ``register(subparsers)`` and sets
+``func=handler`` on its parsers, where ``handler(args, ctx: Context) -> int | None``. A new
+module here is picked up without editing this file (modules starting with ``_`` are skipped).
+
+Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the nearest
+``.objstore/`` (holding objstore.json) in the working directory or a parent.
+Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else under
+``$XDG_CACHE_HOME/objstore`` (default ``~/.cache/objstore``), keyed by the repository URL.
+``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from objstore.errors import ObjstoreError, RepositoryNotFound
+
+REPO_DIR = ".objstore"
+FORMAT_FILE = "objstore.json"
+PROG = "objstore"
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: exit status 2, like argparse's own errors."""
+
+
+def command_modules() -> list[str]:
+    """Every command module of this package, ``basic`` first, the rest by name."""
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")  # type: ignore[name-defined]
+    )
+    names.sort(key=lambda n: n != "basic")
+    return [f"{__name__}.{n}" for n in names]
+
+
+def discover_repo(start: Path) -> Path | None:
+    """The nearest ``.objstore`` directory holding objstore.json at or above ``start``."""
+    start = start.absolute()
+    for directory in (start, *start.parents):
+        candidate = directory / REPO_DIR
+        if (candidate / FORMAT_FILE).is_file():
+            return candidate
+    return None
+
+
+class Context:
+    """What a command needs from the outside world, resolved lazily from args + environment."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        environ: Mapping[str, str],
+        cwd: Path,
+        stdout: TextIO,
+        stderr: TextIO,
+    ):
+        self.args = args
+        self.environ = environ
+        self.cwd = cwd
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def repo_url(self) -> str:
+        url = getattr(self.args, "repo", None) or self.environ.get("OBJSTORE_REPO")
+        if url:
+            return url
+        found = discover_repo(self.cwd)
+        if found is None:
+            raise RepositoryNotFound(
+                f"not in an objstore repository (no {REPO_DIR}/{FORMAT_FILE} in {self.cwd} or any "
+                "parent); use --repo URL or set OBJSTORE_REPO"
+            )
+        return str(found)
+
+    def cache_home(self) -> Path:
+        xdg = self.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path(self.environ.get("HOME") or Path.home()) / ".cache"
+        return base / "objstore"
+
+    def index_dir(self, url: str) -> Path:
+        from objstore.repo import default_index_dir
+
+        given = getattr(self.args, "index_dir", None) or self.environ.get("OBJSTORE_INDEX_DIR")
+        if given:
+            return Path(given)
+        return default_index_dir(url, self.cache_home())
+
+    def storage_options(self) -> dict[str, Any] | None:
+        raw = self.environ.get("OBJSTORE_STORAGE_OPTIONS")
+        if not raw:
+            return None
+        try:
+            options = json.loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"OBJSTORE_STORAGE_OPTIONS is not valid JSON: {exc}") from None
+        if not isinstance(options, dict):
+            raise UsageError("OBJSTORE_STORAGE_OPTIONS must be a JSON object")
+        return options
+
+    def open_repo(self, url: str | None = None, **kwargs: Any):
+        from objstore.repo import Repository
+
+        url = url or self.repo_url()
+        return Repository.open(
+            url, self.storage_options(), index_dir=self.index_dir(url), **kwargs
+        )
+
+    def progress(self, label: str):
+        """A ``progress(phase, count)`` callback printing to stderr at most twice a second."""
+        return _Progress(label, self.stderr)
+
+
+class _Progress:
+    def __init__(self, label: str, stream: TextIO, interval: float = 0.5):
+        import time
+
+        self._time = time.monotonic
+        self.label, self.stream, self.interval = label, stream, interval
+        self._last = self._time()
+        self.shown = False
+
+    def __call__(self, phase: str, count: int) -> None:
+        now = self._time()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        self.shown = True
+        self.stream.write(f"{self.label}: {phase} {count}\n")
+        self.stream.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A content-addressed provenance and cache store for workflow schedulers.",
+    )
+    parser.add_argument("--repo", metavar="URL", help="repository URL (default: $OBJSTORE_REPO, "
+                        f"else the nearest {REPO_DIR}/ here or above)")
+    parser.add_argument("--index-dir", metavar="DIR", help="local index directory (default: "
+                        "$OBJSTORE_INDEX_DIR, else under ~/.cache/objstore)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in command_modules():
+        module = importlib.import_module(name)
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(sub)
+    return parser
+
+
+def _handled_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ObjstoreError]
+    try:
+        import refs
+
+        errors.append(refs.RefsError)
+    except Exception:  # refs is a dependency; a broken one must not hide the real error
+        pass
+    return tuple(errors)
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage
+        return int(exc.code or 0)
+    ctx = Context(args, os.environ if environ is None else environ, Path.cwd(), stdout, stderr)
+    handled = _handled_errors()
+    try:
+        return int(args.func(args, ctx) or 0)
+    except UsageError as exc:
+        parser.print_usage(stderr)
+        stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
+    except handled as exc:
+        stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # `objstore cat-object … | head`: the reader left; say nothing, like git.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+
+
+__all__ = ["main", "Context", "UsageError", "build_parser", "command_modules", "discover_repo"]

@@ -1,0 +1,3 @@
+from objstore.cli import main
+
+raise SystemExit(main())
