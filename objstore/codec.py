@@ -4,7 +4,9 @@ Every stored object is exactly one zstd frame with its content checksum on and t
 size in the frame header; inside it, a git-style header names the record kind and the payload
 length. Decoding verifies all of it (magic, frame header, checksum, completeness, no trailing
 bytes, header syntax, declared length, expected kind) and every failure is a CorruptObject
-naming the object, never a raw ZstdError or a silently short value.
+naming the object, never a raw ZstdError or a silently short value. (A few bit flips inside
+zstd's own encoding can be harmless: e.g. a match copied from another offset of periodic data,
+or a different window size. Those decode to the same content, proven by its checksum.)
 
 Streaming functions work on file-like objects handed in by the caller (the store layer owns the
 actual I/O) and keep memory bounded for values of hundreds of MB.
@@ -53,6 +55,8 @@ _local = threading.local()
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
+    if type(level) is not int:  # before the cache lookup: True would find level 1's context
+        raise TypeError(f"compression level must be an int, not {type(level).__name__}")
     try:
         cache = _local.compressors
     except AttributeError:
@@ -64,7 +68,7 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 
 
 def _new_compressor(level: int) -> zstandard.ZstdCompressor:
-    if not isinstance(level, int) or isinstance(level, bool):
+    if type(level) is not int:
         raise TypeError(f"compression level must be an int, not {type(level).__name__}")
     return zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
 
@@ -115,7 +119,9 @@ def decode(
         except zstandard.ZstdError as exc:
             raise CorruptObject(object_id, _zstd_reason(exc)) from None
     else:
-        content = b"".join(_decompress_pieces(_frame_pieces(_MemoryReader(data), object_id), object_id))
+        pieces = _decompress_pieces(_frame_pieces(_MemoryReader(data), object_id), object_id)
+        next(pieces)  # the content size, already known
+        content = b"".join(pieces)
     match = _HEADER_RE.match(content)
     if match is None:
         raise CorruptObject(object_id, f"bad header {_preview(content)}")
