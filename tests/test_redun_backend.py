@@ -1,0 +1,319 @@
+"""A real redun Scheduler on ObjstoreBackend, and record exchange with redun's own sqlite backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+
+from redun import File, Handle, Scheduler, apply_tags, task
+from redun.backends.base import TagEntity
+from redun.backends.db import Execution as DbExecution
+from redun.backends.db import RedunBackendDb, RedunDatabaseError
+from redun.config import Config
+from redun.task import CacheCheckValid, CacheResult, CacheScope
+
+from objstore.redun import ObjstoreBackend, setup_scheduler
+
+redun_namespace = "objstore_tests"
+
+logging.getLogger("redun").setLevel(logging.WARNING)
+
+CALLS: list[str] = []
+
+
+@task()
+def add(a: int, b: int) -> int:
+    CALLS.append(f"add({a},{b})")
+    return a + b
+
+
+@task()
+def fan(n: int) -> list:
+    CALLS.append(f"fan({n})")
+    return [add(i, 1) for i in range(n)]
+
+
+@task()
+def main(x: int) -> int:
+    CALLS.append(f"main({x})")
+    return add(add(x, 1), add(x, 2))
+
+
+@task()
+def lazy(x: int):
+    CALLS.append(f"lazy({x})")
+    return add(x, 10)  # an unevaluated expression: the eval cache stores it
+
+
+@task()
+def tagged(x: int):
+    return apply_tags(x * 2, tags=[("stage", "demo")], job_tags=[("kind", "job")])
+
+
+class Boom(Exception):
+    pass
+
+
+@task()
+def fails(x: int) -> int:
+    CALLS.append(f"fails({x})")
+    raise Boom(f"boom {x}")
+
+
+@task()
+def write_file(path: str, text: str) -> File:
+    CALLS.append(f"write_file({text})")
+    f = File(path)
+    f.write(text)
+    return f
+
+
+@task()
+def read_file(f: File) -> str:
+    CALLS.append("read_file")
+    return f.read()
+
+
+class CounterHandle(Handle):
+    def __init__(self, name: str, start: int = 0):
+        self.start = start
+
+
+@task()
+def use_handle(h: CounterHandle, x: int) -> CounterHandle:
+    CALLS.append(f"use_handle({x})")
+    return h
+
+
+@pytest.fixture(params=["memory", "local"])
+def backend(request, tmp_path):
+    url = f"memory://bk-{os.urandom(6).hex()}/repo" if request.param == "memory" else str(tmp_path / "repo")
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "index"))
+    backend.load()
+    CALLS.clear()
+    yield backend
+    backend.close()
+
+
+def latest_execution(backend) -> str:
+    return backend.prov.jobs.list_executions()[0]
+
+
+def scheduler_for(backend) -> Scheduler:
+    return Scheduler(config=Config({"scheduler": {"ignore_warnings": "namespace"}}), backend=backend)
+
+
+def test_second_run_is_cached(backend):
+    s = scheduler_for(backend)
+    assert s.run(main(5)) == 6 + 7
+    first = list(CALLS)
+    assert sorted(first) == ["add(5,1)", "add(5,2)", "add(6,7)", "main(5)"]
+    CALLS.clear()
+    assert scheduler_for(backend).run(main(5)) == 13
+    assert CALLS == []  # every job came from the cache
+    assert scheduler_for(backend).run(main(6)) == 15
+    assert "main(6)" in CALLS
+
+
+def test_fanout_then_cached_after_reopen(backend, tmp_path):
+    assert scheduler_for(backend).run(fan(20)) == list(range(1, 21))
+    assert len(CALLS) == 21
+    backend.flush()
+    # A second backend on the same repository sees the cache.
+    other = ObjstoreBackend(backend.url, index_dir=str(tmp_path / "index2"))
+    CALLS.clear()
+    assert scheduler_for(other).run(fan(20)) == list(range(1, 21))
+    assert CALLS == []
+    other.close()
+
+
+def test_get_value_and_records(backend):
+    scheduler = scheduler_for(backend)
+    assert scheduler.run(add(2, 3)) == 5
+    value_hash = backend.type_registry.get_hash(5)
+    assert backend.get_value(value_hash) == (5, True)
+    assert backend.get_value("0" * 40) == (None, False)
+    ids = list(backend.iter_record_ids([latest_execution(backend)]))
+    types = sorted(r["_type"] for r in backend.get_records(ids))
+    # Execution, root job, its CallNode, the task value, the arguments and the result.
+    assert types.count("Execution") == 1 and types.count("Job") == 1 and types.count("CallNode") == 1
+    assert "Value" in types
+    [job] = [r for r in backend.get_records(ids) if r["_type"] == "Job"]
+    assert job["status"] == "DONE" and job["end_time"] and job["call_hash"]
+
+
+def test_tags_via_apply_tags(backend):
+    scheduler = scheduler_for(backend)
+    assert scheduler.run(tagged(4), tags=[("project", "demo")]) == 8
+    value_hash = backend.type_registry.get_hash(8)
+    assert backend.get_tags([value_hash])[value_hash] == {"stage": ["demo"]}
+    execution_id = latest_execution(backend)
+    assert backend.get_tags([execution_id])[execution_id]["project"] == ["demo"]
+    backend.update_tags(TagEntity.Value, value_hash, ["stage"], [("stage", "prod")])
+    assert backend.get_tags([value_hash])[value_hash] == {"stage": ["prod"]}
+    backend.delete_tags(value_hash, [("stage", "prod")])
+    assert value_hash not in backend.get_tags([value_hash])
+    backend.record_tags(TagEntity.Value, value_hash, [("stage", "demo")], new=True)
+    assert backend.get_tags([value_hash])[value_hash] == {"stage": ["demo"]}
+
+
+def test_failing_task(backend):
+    scheduler = scheduler_for(backend)
+    with pytest.raises(Boom):
+        scheduler.run(fails(1))
+    records = list(backend.get_records(backend.iter_record_ids([latest_execution(backend)])))
+    [job] = [r for r in records if r["_type"] == "Job"]
+    assert job["status"] == "FAILED"
+    # A failure is not a cache hit for a new execution: the task runs again.
+    CALLS.clear()
+    with pytest.raises(Boom):
+        scheduler_for(backend).run(fails(1))
+    assert CALLS == ["fails(1)"]
+
+
+def test_lazy_expression_result(backend):
+    assert scheduler_for(backend).run(lazy(1)) == 11
+    CALLS.clear()
+    assert scheduler_for(backend).run(lazy(1)) == 11
+    assert CALLS == []
+
+
+def test_file_values(backend, tmp_path):
+    path = str(tmp_path / "out.txt")
+    assert scheduler_for(backend).run(read_file(write_file(path, "hello"))) == "hello"
+    CALLS.clear()
+    assert scheduler_for(backend).run(read_file(write_file(path, "hello"))) == "hello"
+    assert CALLS == []
+    # The File record carries its path as the export subtype.
+    file_hash = File(path).hash
+    [record] = backend.get_records([file_hash])
+    assert record["subtype"] == {"_type": "File", "path": path}
+    # Changing the file invalidates the cached File: the writer runs again.
+    with open(path, "w") as out:
+        out.write("changed")
+    CALLS.clear()
+    assert scheduler_for(backend).run(read_file(write_file(path, "hello"))) == "hello"
+    assert "write_file(hello)" in CALLS
+
+
+def test_handle(backend):
+    h = CounterHandle("counter", start=1)
+    result = scheduler_for(backend).run(use_handle(h, 1))
+    assert isinstance(result, CounterHandle)
+    assert backend.is_valid_handle(result)
+    CALLS.clear()
+    scheduler_for(backend).run(use_handle(CounterHandle("counter", start=1), 1))
+    assert CALLS == []
+    # Rolling back the initial handle invalidates what was derived from it.
+    backend.rollback_handle(h)
+    assert not backend.is_valid_handle(result)
+    CALLS.clear()
+    scheduler_for(backend).run(use_handle(CounterHandle("counter", start=1), 1))
+    assert CALLS == ["use_handle(1)"]
+
+
+def test_max_value_size_is_a_redun_database_error(tmp_path):
+    backend = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"), max_value_size=100)
+    with pytest.raises(RedunDatabaseError):
+        backend.record_value("J" * 10000)
+    backend.close()
+
+
+def test_check_cache_missing_value_is_a_miss(tmp_path, caplog):
+    url = str(tmp_path / "repo")
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    assert scheduler_for(backend).run(add(40, 2)) == 42
+    backend.close()
+    value_hash = backend.type_registry.get_hash(42)
+    os.remove(os.path.join(url, "objects", value_hash[:2], value_hash[2:]))
+    fresh = ObjstoreBackend(url, index_dir=str(tmp_path / "idx2"))
+    eval_hash, args_hash = _eval_of(fresh, add, 40, 2)
+    with caplog.at_level(logging.WARNING, logger="objstore"):
+        result = fresh.check_cache(
+            add.hash, args_hash, eval_hash, "00000000-0000-4000-8000-000000000000", {add.hash},
+            CacheScope.BACKEND, CacheCheckValid.FULL,
+        )
+    assert result == (None, None, CacheResult.MISS)
+    assert "cache miss" in caplog.text and value_hash in caplog.text
+    CALLS.clear()
+    assert scheduler_for(fresh).run(add(40, 2)) == 42
+    assert CALLS == ["add(40,2)"]
+    fresh.close()
+
+
+def _eval_of(backend, t, *args):
+    from redun.task import hash_args_eval
+
+    return hash_args_eval(backend.type_registry, t, args, {})
+
+
+def test_setup_scheduler_uses_config(tmp_path):
+    url = str(tmp_path / "cfgrepo")
+    config = Config({"backend": {"objstore_url": url, "objstore_index_dir": str(tmp_path / "i")}})
+    scheduler = setup_scheduler(config)
+    assert isinstance(scheduler.backend, ObjstoreBackend)
+    assert scheduler.run(add(1, 1)) == 2
+    scheduler.backend.close()
+    assert os.path.exists(os.path.join(url, "objstore.json"))
+    scheduler2 = setup_scheduler(Config({"backend": {"db_uri": "objstore+" + url}}), index_dir=str(tmp_path / "j"))
+    assert scheduler2.backend.url == url
+    scheduler2.backend.close()
+
+
+# -- record exchange with redun's own backend --------------------------------------------------
+
+
+def _norm(record: dict) -> str:
+    out = dict(record)
+    for field in ("children", "subvalues", "parents"):
+        if isinstance(out.get(field), list):
+            out[field] = sorted(out[field])
+    return json.dumps(out, sort_keys=True)
+
+
+def _sqlite_records() -> list[dict]:
+    db = RedunBackendDb(db_uri="sqlite:///:memory:")
+    db.load()
+    scheduler = scheduler_for(db)
+    scheduler.run(main(3), tags=[("project", "x")])
+    scheduler.run(tagged(5))
+    with pytest.raises(Boom):
+        scheduler.run(fails(2))
+    value_hash = db.type_registry.get_hash(10)
+    db.record_tags(TagEntity.Value, value_hash, [("env", "dev")])
+    db.update_tags(TagEntity.Value, value_hash, ["env"], [("env", "prod")])
+    db.delete_tags(value_hash, [("env", "prod")])
+    roots = [e.id for e in db.session.query(DbExecution).all()]
+    records = list(db.get_records(db.iter_record_ids(roots)))
+    assert {r["_type"] for r in records} == {"Execution", "Job", "CallNode", "Value", "Tag"}
+    return records
+
+
+def test_sqlite_records_round_trip(backend):
+    records = _sqlite_records()
+    assert backend.put_records(list(reversed(records))) == len(records)
+    assert backend.put_records(records) == 0  # idempotent
+    ids = [r.get("id") or r.get("call_hash") or r.get("value_hash") or r.get("tag_hash") for r in records]
+    got = list(backend.get_records(ids))
+    assert sorted(map(_norm, got)) == sorted(map(_norm, records))
+    # The same graph walk reaches the same ids.
+    roots = [r["id"] for r in records if r["_type"] == "Execution"]
+    assert set(backend.iter_record_ids(roots)) == set(ids)
+
+
+def test_objstore_records_into_sqlite(backend):
+    scheduler = scheduler_for(backend)
+    scheduler.run(main(4), tags=[("project", "y")])
+    scheduler.run(tagged(2))
+    roots = backend.prov.jobs.list_executions()
+    assert len(roots) == 2
+    ids = list(backend.iter_record_ids(roots))
+    records = list(backend.get_records(ids))
+    db = RedunBackendDb(db_uri="sqlite:///:memory:")
+    db.load()
+    assert db.put_records(records) == len(records)
+    again = list(db.get_records(ids))
+    assert sorted(map(_norm, again)) == sorted(map(_norm, records))
