@@ -11,6 +11,9 @@ vacuously; this wrapper patches its route table so that
   download, delete and patch honour ``ifGenerationMatch``, ``ifGenerationNotMatch``,
   ``ifMetagenerationMatch`` and ``ifMetagenerationNotMatch``, answering a GCS-shaped 412
   (``conditionNotMet``), or 304 for a failed *NotMatch* on a read, as GCS does;
+* media downloads carry ``x-goog-generation`` / ``x-goog-metageneration`` like GCS's, so
+  a client can read an object and the generation it read in one request;
+* an empty media upload stores an empty object instead of crashing the handler;
 * generations strictly increase (the emulator uses the wall clock, which may repeat or
   step back, and a repeated generation would make a stale CAS succeed).
 
@@ -121,6 +124,8 @@ def _guard_insert(orig):
     def insert(request, response, storage, *args, **kwargs):
         if "upload_id" in request.query:  # POST used for a resumable chunk
             return _objects.upload_partial(request, response, storage, *args, **kwargs)
+        if (request.query.get("uploadType") or [""])[0] == "media" and request.data is None:
+            request._data = b""  # the stock handler crashes on an empty object (len(None))
         conds = _conditions(request.query)
         if conds:
             bucket, name = _insert_target(request)
@@ -179,6 +184,19 @@ def _guard_existing(orig, *, read: bool):
     return handler
 
 
+def _with_generation_headers(orig):
+    def download(request, response, storage, *args, **kwargs):
+        result = orig(request, response, storage, *args, **kwargs)
+        if response.status in (HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT):
+            obj = storage.objects.get(request.params["bucket_name"], {}).get(request.params["object_id"])
+            if obj:
+                response["x-goog-generation"] = str(obj["generation"])
+                response["x-goog-metageneration"] = str(obj["metageneration"])
+        return result
+
+    return download
+
+
 def _strictly_increasing_ns():
     last = 0
 
@@ -195,7 +213,7 @@ def _install() -> None:
         _objects.insert: _guard_insert(_objects.insert),
         _objects.upload_partial: _guard_upload_partial(_objects.upload_partial),
         _objects.get: _guard_existing(_objects.get, read=True),
-        _objects.download: _guard_existing(_objects.download, read=True),
+        _objects.download: _guard_existing(_with_generation_headers(_objects.download), read=True),
         _objects.delete: _guard_existing(_objects.delete, read=False),
         _objects.patch: _guard_existing(_objects.patch, read=False),
     }
