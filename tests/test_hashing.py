@@ -43,7 +43,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(structs)
 def test_bencode_and_hash_struct_match_redun(obj):
     assert hashing.bencode(obj) == redun_bcoding.bencode(obj)
@@ -52,6 +52,7 @@ def test_bencode_and_hash_struct_match_redun(obj):
     assert is_hash(h)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200), texts, st.text(max_size=200))
 def test_byte_and_text_hashes_match_redun(data, tag, text):
     assert hashing.hash_bytes(data) == redun_hashing.hash_bytes(data)
@@ -64,6 +65,7 @@ def test_known_value_hash_prefix():
     assert hashing.bencode(["Value"]) == b"l5:Valuee"
 
 
+@settings(deadline=None)
 @given(hex40, st.lists(hex40, max_size=4), st.dictionaries(st.text(max_size=10), hex40, max_size=4))
 def test_eval_and_arguments_match_redun(task_hash, arg_hashes, kwarg_hashes):
     class Registry:  # redun's hash_arguments asks a type registry; hand it precomputed hashes
@@ -79,6 +81,7 @@ def test_eval_and_arguments_match_redun(task_hash, arg_hashes, kwarg_hashes):
     assert hashing.hash_eval(task_hash, args_hash) == eval_hash
 
 
+@settings(deadline=None)
 @given(hex40, hex40, hex40, st.lists(hex40, max_size=6))
 def test_call_node_sorts_children_like_redun(task_hash, args_hash, result_hash, children):
     expected = redun_hashing.hash_call_node(task_hash, args_hash, result_hash, children)
@@ -86,6 +89,7 @@ def test_call_node_sorts_children_like_redun(task_hash, args_hash, result_hash, 
     assert hashing.hash_call_node(task_hash, args_hash, result_hash, reversed(children)) == expected
 
 
+@settings(deadline=None)
 @given(
     hex40,
     st.one_of(st.tuples(st.integers(0, 50), st.none()), st.tuples(st.none(), st.text(max_size=10))),
@@ -98,7 +102,7 @@ def test_argument_hash_matches_redun_db_formula(call_hash, pos_key, value_hash):
     assert hashing.hash_argument(call_hash, position, key, value_hash) == expected
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(hex40, st.text(max_size=20), json_values, st.lists(hex40, max_size=4))
 def test_tag_hash_matches_redun(entity_id, key, value, parents):
     assert hashing.json_dumps(value) == redun_json_dumps(value)
@@ -156,3 +160,23 @@ def test_hashes_are_typed_40_hex():
         hashing.hash_tag("e", "k", None, []),
     ]:
         assert is_hash(h)
+
+
+def test_real_redun_values_and_calls_hash_the_same():
+    """End to end with redun's own type registry: value hashes, args hash, eval hash."""
+    import pickle
+
+    from redun.value import get_type_registry
+
+    registry = get_type_registry()
+    args, kwargs = (7, "x", [1, 2]), {"flag": {"a": 1}}
+    for value in (*args, *kwargs.values()):
+        expected = registry.get_hash(value)
+        assert hashing.hash_tag_bytes("Value", pickle.dumps(value, protocol=3)) == expected
+    task_hash = hashing.hash_struct(["Task", "ns.task", "source", "def task(): pass\n"])
+    eval_hash, args_hash = redun_hashing.hash_eval(registry, task_hash, args, kwargs)
+    ours_args = hashing.hash_arguments_from_hashes(
+        [registry.get_hash(a) for a in args], {k: registry.get_hash(v) for k, v in kwargs.items()}
+    )
+    assert ours_args == args_hash
+    assert hashing.hash_eval(task_hash, ours_args) == eval_hash
