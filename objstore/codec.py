@@ -259,7 +259,9 @@ def decode_stream(
     return kind, length, _payload(bytes(head[start:]), pieces, length, object_id)
 
 
-def _payload(first: bytes, pieces: Iterator[bytes], length: int, object_id: str) -> Iterator[bytes]:
+def _payload(
+    first: bytes, pieces: Iterator[bytes], length: int, object_id: str
+) -> Iterator[bytes]:
     seen = len(first)
     if first:
         yield first
