@@ -14,6 +14,7 @@ Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else under
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -111,13 +112,23 @@ class Context:
         from objstore.repo import Repository
 
         url = url or self.repo_url()
-        return Repository.open(
-            url, self.storage_options(), index_dir=self.index_dir(url), **kwargs
-        )
+        with bad_url_is_usage(url):
+            return Repository.open(url, self.storage_options(), index_dir=self.index_dir(url), **kwargs)
 
     def progress(self, label: str):
         """A ``progress(phase, count)`` callback printing to stderr at most twice a second."""
         return _Progress(label, self.stderr)
+
+
+@contextlib.contextmanager
+def bad_url_is_usage(url: str):
+    """fs.open_url's ValueError (unknown scheme, no bucket) is the user's typo, not a crash."""
+    try:
+        yield
+    except ObjstoreError:
+        raise
+    except ValueError as exc:
+        raise UsageError(f"cannot use {url!r}: {exc}") from None
 
 
 class _Progress:
@@ -206,4 +217,4 @@ def main(
         return 141
 
 
-__all__ = ["main", "Context", "UsageError", "build_parser", "command_modules", "discover_repo"]
+__all__ = ["main", "Context", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo"]

@@ -43,7 +43,10 @@ def cmd_init(args, ctx) -> int:
 
     url = args.url or args.repo or ctx.environ.get("OBJSTORE_REPO") or str(ctx.cwd / ".objstore")
     index_dir = args.init_index_dir or ctx.index_dir(url)
-    repo = Repository.init(url, ctx.storage_options(), index_dir=index_dir)
+    from objstore.cli import bad_url_is_usage
+
+    with bad_url_is_usage(url):
+        repo = Repository.init(url, ctx.storage_options(), index_dir=index_dir)
     with repo:
         ctx.stdout.write(f"Initialized empty objstore repository at {url} (repo_id {repo.repo_id})\n")
     return 0

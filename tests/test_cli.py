@@ -1,0 +1,199 @@
+"""The command line end to end, in subprocesses: init, cat-object, reindex, discovery, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from objstore import hashing, records
+from objstore.cli import Context, _Progress, command_modules, discover_repo, main
+from objstore.repo import Repository, default_index_dir
+
+OBJSTORE = Path(sys.executable).with_name("objstore")
+
+
+@pytest.fixture
+def env(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    e = {k: v for k, v in os.environ.items() if not k.startswith("OBJSTORE_") and k != "XDG_CACHE_HOME"}
+    e["HOME"] = str(home)
+    return e
+
+
+def run(args, cwd, env, *, module=False, check=None):
+    cmd = [sys.executable, "-m", "objstore.cli", *args] if module else [str(OBJSTORE), *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, timeout=120)
+    if check is not None:
+        assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def assert_one_line_error(proc, code, match):
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    err = proc.stderr.decode()
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("objstore: error: ") and match in last, err
+
+
+def library_repo(url: str, env) -> Repository:
+    """The repository as the CLI would open it (same default index location)."""
+    return Repository.open(url, index_dir=default_index_dir(url, Path(env["HOME"]) / ".cache" / "objstore"))
+
+
+@pytest.fixture
+def populated(tmp_path, env):
+    run(["init"], tmp_path, env, check=0)
+    url = str(tmp_path / ".objstore")
+    with library_repo(url, env) as repo:
+        value_payload = records.encode_value("builtins.bytes", "pickle", b"\x00\xffraw")
+        value_id = hashing.hash_text("v")
+        tag_payload = records.encode_tag("Value", value_id, "env", {"b": 2, "a": [1]}, [])
+        tag_id = records.tag_hash_of(json.loads(tag_payload))
+        blob_id = hashing.hash_text("blob")
+        blob = bytes(range(256)) * 3
+        repo.add(value_id, "value", value_payload)
+        repo.add(tag_id, "tag", tag_payload)
+        repo.add(blob_id, "blob", blob)
+        repo.set_eval_head(hashing.hash_text("e"), value_id)
+    return {
+        "url": url,
+        "value": (value_id, value_payload),
+        "tag": (tag_id, tag_payload),
+        "blob": (blob_id, blob),
+    }
+
+
+def test_init_creates_dot_objstore_and_index_outside(tmp_path, env):
+    proc = run(["init"], tmp_path, env, check=0)
+    doc = json.loads((tmp_path / ".objstore" / "objstore.json").read_text())
+    assert doc["format"] == "objstore"
+    assert doc["repo_id"] in proc.stdout.decode() and "Initialized" in proc.stdout.decode()
+    index_root = Path(env["HOME"]) / ".cache" / "objstore" / "index"
+    assert len(list(index_root.iterdir())) == 1
+    assert not list((tmp_path / ".objstore").rglob("*.mdb"))  # never inside the repository
+    assert_one_line_error(run(["init"], tmp_path, env), 1, "already exists")
+
+
+def test_init_explicit_url_and_index_dir(tmp_path, env):
+    run(["init", str(tmp_path / "elsewhere"), "--index-dir", str(tmp_path / "myix")], tmp_path, env, check=0)
+    assert (tmp_path / "elsewhere" / "objstore.json").is_file()
+    assert (tmp_path / "myix" / "data.mdb").is_file()
+    out = run(["--repo", str(tmp_path / "elsewhere"), "--index-dir", str(tmp_path / "myix"), "reindex"],
+              tmp_path, env, check=0)
+    assert b"reindexed 0 journal segments" in out.stdout
+
+
+def test_cat_object_modes(tmp_path, env, populated):
+    tag_id, tag_payload = populated["tag"]
+    out = run(["cat-object", tag_id], tmp_path, env, check=0).stdout
+    assert json.loads(out) == json.loads(tag_payload)
+    assert out.decode().startswith("{\n  ") and out != tag_payload  # pretty-printed
+    assert run(["cat-object", "-t", tag_id], tmp_path, env, check=0).stdout == b"tag\n"
+    assert run(["cat-object", "-s", tag_id], tmp_path, env, check=0).stdout == f"{len(tag_payload)}\n".encode()
+    assert run(["cat-object", "--raw", tag_id], tmp_path, env, check=0).stdout == tag_payload
+    blob_id, blob = populated["blob"]
+    assert run(["cat-object", blob_id], tmp_path, env, check=0).stdout == blob  # raw bytes as-is
+    value_id, value_payload = populated["value"]
+    assert run(["cat-object", value_id], tmp_path, env, module=True, check=0).stdout == value_payload
+    assert run(["cat-object", "--kind", "value", value_id], tmp_path, env, check=0).stdout == value_payload
+    assert_one_line_error(run(["cat-object", "--kind", "tag", value_id], tmp_path, env), 1, value_id)
+
+
+def test_cat_object_prefix_and_errors(tmp_path, env, populated):
+    blob_id, blob = populated["blob"]
+    assert run(["cat-object", blob_id[:10]], tmp_path, env, check=0).stdout == blob
+    assert_one_line_error(run(["cat-object", "0" * 40], tmp_path, env), 1, "0" * 40)
+    assert_one_line_error(run(["cat-object", "../../etc/passwd"], tmp_path, env), 1, "not an object id")
+    assert_one_line_error(run(["cat-object", "ffff"], tmp_path, env), 1, "no object with id prefix")
+    # two ids sharing a prefix
+    with library_repo(populated["url"], env) as repo:
+        a, b = "abcd" + "0" * 36, "abcd" + "1" * 36
+        repo.add(a, "blob", b"a")
+        repo.add(b, "blob", b"b")
+    assert_one_line_error(run(["cat-object", "abcd"], tmp_path, env), 1, "ambiguous")
+
+
+def test_discovery_from_a_subdirectory_and_env_and_flag(tmp_path, env, populated):
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    blob_id, blob = populated["blob"]
+    assert run(["cat-object", blob_id], deep, env, check=0).stdout == blob
+    elsewhere = tmp_path.parent / f"elsewhere-{uuid.uuid4().hex}"
+    elsewhere.mkdir()
+    assert_one_line_error(run(["cat-object", blob_id], elsewhere, env), 1, "not in an objstore repository")
+    assert run(["--repo", populated["url"], "cat-object", blob_id], elsewhere, env, check=0).stdout == blob
+    e2 = dict(env, OBJSTORE_REPO=populated["url"])
+    assert run(["cat-object", "-t", blob_id], elsewhere, e2, check=0).stdout == b"blob\n"
+    assert discover_repo(deep) == tmp_path / ".objstore"
+
+
+def test_reindex_journal_and_full_scan(tmp_path, env, populated):
+    out = run(["reindex"], tmp_path, env, check=0).stdout.decode()
+    assert out.startswith("reindexed 1 journal segments")
+    out = run(["reindex", "--full-scan"], tmp_path, env, check=0).stdout.decode()
+    assert "1 journal segments, 3 objects, 1 eval heads" in out
+    with library_repo(populated["url"], env) as repo:
+        assert repo.index.get("objects", populated["blob"][0]) == "blob"
+        assert repo.index.get("evals", hashing.hash_text("e")) == populated["value"][0]
+
+
+def test_usage_and_environment_errors(tmp_path, env, populated):
+    proc = run([], tmp_path, env)
+    assert proc.returncode == 2 and b"usage:" in proc.stderr
+    assert run(["cat-object"], tmp_path, env).returncode == 2
+    assert run(["frobnicate"], tmp_path, env).returncode == 2
+    assert run(["cat-object", "-t", "-s", "ab" * 20], tmp_path, env).returncode == 2
+    assert_one_line_error(run(["--repo", "ftp://host/x", "reindex"], tmp_path, env), 2, "unsupported url scheme")
+    bad = dict(env, OBJSTORE_STORAGE_OPTIONS="{nope")
+    assert_one_line_error(run(["reindex"], tmp_path, bad), 2, "OBJSTORE_STORAGE_OPTIONS")
+    assert b"usage:" in run(["--help"], tmp_path, env, check=0).stdout
+
+
+def test_format_refusal_is_one_line(tmp_path, env):
+    repo = tmp_path / ".objstore"
+    repo.mkdir()
+    (repo / "objstore.json").write_text(json.dumps(
+        {"format": "objstore", "version": [2, 0], "repo_id": str(uuid.uuid4())}))
+    assert_one_line_error(run(["reindex"], tmp_path, env), 1, "2.0 is newer")
+
+
+@pytest.mark.parametrize("target", ["s3"], indirect=True)
+def test_remote_repository_through_env_storage_options(target, tmp_path, env):
+    e = dict(env, OBJSTORE_STORAGE_OPTIONS=json.dumps(target.storage_options))
+    run(["init", target.url], tmp_path, e, check=0)
+    e["OBJSTORE_REPO"] = target.url
+    ix = tmp_path / "ix"
+    with Repository.open(target.url, target.storage_options, index_dir=ix) as repo:
+        repo.add(hashing.hash_text("r"), "blob", b"remote bytes")
+    assert run(["cat-object", hashing.hash_text("r")], tmp_path, e, check=0).stdout == b"remote bytes"
+    assert b"1 journal segments, 1 objects" in run(["reindex", "--full-scan"], tmp_path, e, check=0).stdout
+
+
+def test_in_process_main_and_command_discovery(tmp_path, env):
+    assert command_modules()[0] == "objstore.cli.basic"
+    out, err = io.StringIO(), io.StringIO()
+    environ = dict(env, OBJSTORE_REPO=str(tmp_path / "r"))
+    assert main(["init"], environ=environ, stdout=out, stderr=err) == 0
+    assert str(tmp_path / "r") in out.getvalue()
+    assert main(["init"], environ=environ, stdout=out, stderr=err) == 1
+    assert err.getvalue().startswith("objstore: error: a repository already exists")
+
+
+def test_progress_is_rate_limited():
+    stream = io.StringIO()
+    p = _Progress("reindex", stream, interval=0.0)
+    p("objects", 5)
+    assert stream.getvalue() == "reindex: objects 5\n"
+    quiet = _Progress("reindex", stream, interval=3600)
+    quiet("objects", 6)
+    assert stream.getvalue() == "reindex: objects 5\n"
+    assert isinstance(Context, type)
