@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
 import threading
@@ -26,6 +27,7 @@ from objstore.errors import ObjstoreError, StorageError
 __all__ = [
     "open_url",
     "translate",
+    "storage_error",
     "atomic_write",
     "write_if_absent",
     "is_local",
@@ -99,6 +101,13 @@ def _is_transport_error(exc: BaseException) -> bool:
     return module.split(".", 1)[0] in _FOREIGN_ERROR_MODULES
 
 
+def storage_error(path: str, exc: BaseException) -> StorageError:
+    """The StorageError for a failure at ``path`` (for hot paths that cannot afford ``translate``)."""
+    if isinstance(exc, OSError):
+        return StorageError(exc.errno, f"{path}: {exc.strerror or exc}")
+    return StorageError(None, f"{path}: {type(exc).__name__}: {exc}")
+
+
 @contextlib.contextmanager
 def translate(path: str, *, passthrough: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError)) -> Iterator[None]:
     """Turn filesystem failures under this block into ``StorageError`` naming ``path``.
@@ -113,10 +122,10 @@ def translate(path: str, *, passthrough: tuple[type[BaseException], ...] = (File
     except passthrough:
         raise
     except OSError as exc:
-        raise StorageError(exc.errno, f"{path}: {exc.strerror or exc}") from exc
+        raise storage_error(path, exc) from exc
     except Exception as exc:
         if _is_transport_error(exc):
-            raise StorageError(None, f"{path}: {type(exc).__name__}: {exc}") from exc
+            raise storage_error(path, exc) from exc
         raise
 
 
@@ -137,9 +146,15 @@ def has_atomic_create(fs: AbstractFileSystem) -> bool:
     return type(fs).__module__.split(".", 1)[0] in ("s3fs", "gcsfs", "adlfs")
 
 
-def temp_name(final_name: str) -> str:
-    # The final name is kept in the temp name only to help a human reading a crashed directory.
-    return f"{TEMP_PREFIX}{secrets.token_hex(6)}-{final_name[:16]}"
+# pid + a per-process random tag + a counter: unique across threads, forks (the pid changes)
+# and machines sharing a network directory, without a random-number syscall per object.
+_TEMP_TAG = secrets.token_hex(4)
+_temp_counter = itertools.count()
+
+
+def temp_name() -> str:
+    """A sibling name for a file being written; it can never parse as an id or a ref name."""
+    return f"{TEMP_PREFIX}{os.getpid():x}.{_TEMP_TAG}.{next(_temp_counter)}"
 
 
 def fsync_dir(directory: str) -> None:
@@ -152,8 +167,8 @@ def fsync_dir(directory: str) -> None:
 
 
 def _write_local_temp(path: str, data: bytes, *, durable: bool) -> str:
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, temp_name(name))
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, temp_name())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     except FileNotFoundError:
