@@ -28,7 +28,7 @@ from typing import Any, Callable
 # gcsfs >= 2026 otherwise swaps in a class that asks a gRPC control API (which the
 # emulator lacks) for each bucket's layout and stalls ~60 s per bucket. It is read at
 # import time, so it must be set before anything imports gcsfs.
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 import fsspec  # noqa: E402
 import pytest  # noqa: E402

@@ -145,3 +145,46 @@ def test_azure_conditional_writes(azure_server):
 def test_missing_binary_is_a_failure_with_the_fix(tmp_path):
     with pytest.raises(servers.ServerUnavailable, match="bash tools/test.sh"):
         servers.find_executable("no-such-server-binary-xyz", tmp_path / "nope")
+
+
+def test_gcs_wrapper_checks_resumable_uploads_at_completion(gcs_server):
+    """A resumable upload started with ifGenerationMatch=0 must fail if the object
+    appeared before it completed (the precondition holds for the final write)."""
+    target = _gcs_fs(gcs_server)
+    fs = target.fs()
+    path = f"{target.root}/late"
+    bucket, key, _ = fs.split_path(path)
+    headers, _ = fs.call(
+        "POST",
+        f"{fs._location}/upload/storage/v1/b/{bucket}/o",
+        uploadType="resumable",
+        name=key,
+        ifGenerationMatch="0",
+        json={"name": key},
+    )
+    session = headers["Location"]
+    _media_upload(fs, path, b"winner", ifGenerationMatch=0)
+    with pytest.raises(FileExistsError):
+        fs.call("PUT", session, data=b"loser", headers={"Content-Range": "bytes 0-4/5"})
+    assert fs.cat_file(path) == b"winner"
+
+
+def test_gcs_wrapper_metageneration_and_reads(gcs_server):
+    target = _gcs_fs(gcs_server)
+    fs = target.fs()
+    path = f"{target.root}/meta"
+    bucket, key, _ = fs.split_path(path)
+    obj = _media_upload(fs, path, b"m")
+    gen, meta = obj["generation"], int(obj["metageneration"])
+    with pytest.raises(FileExistsError):
+        fs.call("PATCH", "b/{}/o/{}", bucket, key, ifMetagenerationMatch=str(meta + 5),
+                json={"metadata": {"k": "v"}}, json_out=True)
+    patched = fs.call("PATCH", "b/{}/o/{}", bucket, key, ifMetagenerationMatch=str(meta),
+                      json={"metadata": {"k": "v"}}, json_out=True)
+    assert int(patched["metageneration"]) == meta + 1
+    with pytest.raises(FileExistsError):
+        fs.call("GET", "b/{}/o/{}", bucket, key, ifGenerationMatch="1", json_out=True)
+    headers, data = fs.call("GET", fs.url(path), ifGenerationMatch=gen)
+    assert data == b"m" and headers["x-goog-generation"] == gen
+    _media_upload(fs, f"{target.root}/empty", b"")  # the stock handler crashed on this
+    assert fs.cat_file(f"{target.root}/empty") == b""
