@@ -17,26 +17,11 @@ from typing import Any, Iterable
 
 from objstore import records
 from objstore.errors import CorruptObject, ObjectNotFound
+from objstore.store import MISSING  # one sentinel for store, index and backend
 
 log = logging.getLogger("objstore.backend")
 
 
-class _Missing:
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-MISSING: Any = _Missing()
 
 
 class Overlay:
