@@ -17,6 +17,7 @@ import asyncio
 import io
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Final
 
@@ -283,10 +284,10 @@ class ObjectStore:
             buf = io.BytesIO()
             codec.encode_stream(kind, length, chunks, buf, level=self.level)
             return self._put_remote(path, buf.getbuffer())
+        # One HEAD is cheap next to re-uploading hundreds of MB that would then be refused.
+        if self.has(object_id):
+            return False
         with translate(path, passthrough=()):
-            # One HEAD is cheap next to re-uploading hundreds of MB that would then be refused.
-            if self.fs.exists(path):
-                return False
             f = self.fs.open(path, "xb" if self._atomic_create else "wb")
             try:
                 codec.encode_stream(kind, length, chunks, f, level=self.level)
@@ -352,6 +353,31 @@ class ObjectStore:
                 yield candidate
             else:
                 report(path)
+
+    def clean_temp(self, *, older_than: float = 3600.0) -> int:
+        """Remove temp files left by writers that died mid-write; returns how many.
+
+        Only local stores have them (remote writes are single uploads). A temp file younger
+        than ``older_than`` seconds may belong to a live writer and is kept.
+        """
+        if not self._local:
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        with translate(self.objects_root, passthrough=()):
+            try:
+                top = [e for e in os.scandir(self.objects_root) if e.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                return 0
+            for entry in top:
+                for f in os.scandir(entry.path):
+                    if f.name.startswith(TEMP_PREFIX) and f.stat(follow_symlinks=False).st_mtime <= cutoff:
+                        try:
+                            os.unlink(f.path)
+                            removed += 1
+                        except FileNotFoundError:
+                            pass
+        return removed
 
     # --- local internals -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -512,6 +513,45 @@ def test_killed_writer_leaves_no_object(tmp_path):
     with pytest.raises(ObjectNotFound):
         store.get(a)
     assert sorted(store.iter_ids()) == [oid("before")]
+    assert store.clean_temp() == 0  # too young: could belong to a live writer
+    assert store.clean_temp(older_than=0) == len(leftovers)
+    assert not list((repo / "objects" / a[:2]).iterdir())
     assert store.put(a, "value", b"after the crash") is True
     assert store.get(a) == ("value", b"after the crash")
     assert store.get(oid("before")) == ("value", b"kept")
+
+
+# --- request economy on S3 (counted in moto's access log) ----------------------------------
+
+
+def _requests_since(server, offset: int, bucket: str) -> list[str]:
+    # moto logs one line per request: ... "PUT /bucket/key HTTP/1.1" 200 -
+    text = server.log_path.read_text(errors="replace")[offset:]
+    # (A refused request is logged in colour, so match the method after any escape codes.)
+    return re.findall(rf'"(?:\x1b\[[0-9;]*m)*([A-Z]+) /{re.escape(bucket)}[/? ]', text)
+
+
+def test_s3_costs_one_request_per_object(s3_server, tmp_path):
+    import servers
+
+    target = servers.make_target("s3", tmp_path=tmp_path, server=s3_server)
+    bucket = target.root.split("/")[0]
+    store = ObjectStore(target.fs(), target.root)
+    ids = [oid(("s3", i)) for i in range(10)]
+
+    def count(action) -> dict[str, int]:
+        time.sleep(0.05)
+        start = len(s3_server.log_path.read_text(errors="replace"))
+        action()
+        time.sleep(0.2)  # let the server's log line land
+        methods = _requests_since(s3_server, start, bucket)
+        return {m: methods.count(m) for m in sorted(set(methods))}
+
+    # No HEAD before a PUT: create-only is the PUT's own condition.
+    assert count(lambda: store.put_many((i, "value", b"x") for i in ids)) == {"PUT": 10}
+    assert count(lambda: store.put(ids[0], "value", b"x")) == {"PUT": 1}
+    # No HEAD before a GET (s3fs would otherwise size every object first).
+    assert count(lambda: store.get_many(ids)) == {"GET": 10}
+    assert count(lambda: store.get(ids[0])) == {"GET": 1}
+    # A missing id is one HEAD, not HEAD + LIST.
+    assert count(lambda: store.has_many([oid("absent"), ids[1]])) == {"HEAD": 2}
