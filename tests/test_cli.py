@@ -92,6 +92,32 @@ def test_init_explicit_url_and_index_dir(tmp_path, env):
     assert b"reindexed 0 journal segments" in out.stdout
 
 
+def test_init_redun_makes_redun_run_record_into_objstore(tmp_path, env):
+    ini = tmp_path / ".redun" / "redun.ini"
+    ini.parent.mkdir()
+    ini.write_text("[executors.default]\ntype = local\nmax_workers = 2\n")  # kept, not clobbered
+    out = run(["init", "--redun"], tmp_path, env, check=0).stdout.decode()
+    assert "redun.ini" in out
+    text = ini.read_text()
+    assert "setup_scheduler = objstore.redun::setup_scheduler" in text
+    assert f"objstore_url = {tmp_path / '.objstore'}" in text and "max_workers = 2" in text
+    (tmp_path / "wf.py").write_text(
+        "from redun import task\nredun_namespace = 'clitest'\n"
+        "@task()\ndef add(a: int, b: int) -> int:\n    return a + b\n"
+        "@task()\ndef main(x: int = 1) -> int:\n    return add(add(x, 2), 3)\n")
+    redun = Path(sys.executable).with_name("redun")
+    for expect_cached in (False, True):
+        proc = subprocess.run([str(redun), "run", "wf.py", "main", "--x", "5"], cwd=tmp_path, env=env,
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        assert proc.stdout.decode().strip().splitlines()[-1] == "10"
+        assert ("Cached Job" in proc.stderr.decode()) is expect_cached
+    assert not (tmp_path / ".redun" / "redun.db").exists()  # sqlite was never used
+    assert any((tmp_path / ".objstore" / "objects").iterdir())
+    # Running it again on an existing repository only rewrites the redun config.
+    assert "existing" in run(["init", "--redun"], tmp_path, env, check=0).stdout.decode()
+
+
 def test_cat_object_modes(tmp_path, env, populated):
     tag_id, tag_payload = populated["tag"]
     out = run(["cat-object", tag_id], tmp_path, env, check=0).stdout

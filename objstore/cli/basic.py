@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
+from pathlib import Path
 
 from objstore.errors import InvalidId, ObjectNotFound
 from objstore.ids import is_hash, is_uuid
@@ -17,6 +19,10 @@ def register(sub) -> None:
                    help="where (a path or a URL; default: --repo, $OBJSTORE_REPO, else ./.objstore)")
     p.add_argument("--index-dir", dest="init_index_dir", metavar="DIR",
                    help="local index directory (default under ~/.cache/objstore)")
+    p.add_argument("--redun", nargs="?", const=".redun", default=None, metavar="CONFIG_DIR",
+                   help="also point redun at this repository: write [scheduler] setup_scheduler and "
+                        "[backend] objstore_url into CONFIG_DIR/redun.ini (default: ./.redun); "
+                        "other settings in an existing redun.ini are kept")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("cat-object", help="print an object (like git cat-file -p)")
@@ -39,17 +45,50 @@ def register(sub) -> None:
 
 
 def cmd_init(args, ctx) -> int:
+    from objstore.cli import bad_url_is_usage
+    from objstore.errors import RepositoryExists
     from objstore.repo import Repository
 
     url = args.url or args.repo or ctx.environ.get("OBJSTORE_REPO") or str(ctx.cwd / ".objstore")
+    if "://" not in url:
+        url = str((ctx.cwd / url).resolve())  # redun.ini must not depend on where redun is run
     index_dir = args.init_index_dir or ctx.index_dir(url)
-    from objstore.cli import bad_url_is_usage
-
-    with bad_url_is_usage(url):
-        repo = Repository.init(url, ctx.storage_options(), index_dir=index_dir)
-    with repo:
-        ctx.stdout.write(f"Initialized empty objstore repository at {url} (repo_id {repo.repo_id})\n")
+    try:
+        with bad_url_is_usage(url):
+            repo = Repository.init(url, ctx.storage_options(), index_dir=index_dir)
+        with repo:
+            ctx.stdout.write(f"Initialized empty objstore repository at {url} (repo_id {repo.repo_id})\n")
+    except RepositoryExists:
+        if args.redun is None:
+            raise
+        ctx.stdout.write(f"Using the existing objstore repository at {url}\n")
+    if args.redun is not None:
+        ini = write_redun_config(ctx.cwd / args.redun, url, args.init_index_dir)
+        ctx.stdout.write(f"redun now records into it: {ini} "
+                         "([scheduler] setup_scheduler = objstore.redun::setup_scheduler)\n")
     return 0
+
+
+def write_redun_config(config_dir: Path, url: str, index_dir: str | None) -> Path:
+    """Set the two redun.ini keys that make `redun run` use objstore, keeping everything else."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    ini = config_dir / "redun.ini"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # redun's keys are case-sensitive
+    if ini.exists():
+        parser.read(ini)
+    for section in ("scheduler", "backend"):
+        if not parser.has_section(section):
+            parser.add_section(section)
+    parser.set("scheduler", "setup_scheduler", "objstore.redun::setup_scheduler")
+    parser.set("backend", "objstore_url", url)
+    if index_dir:
+        parser.set("backend", "objstore_index_dir", str(Path(index_dir).resolve()))
+    tmp = ini.with_name(ini.name + ".tmp")
+    with open(tmp, "w") as out:
+        parser.write(out)
+    tmp.replace(ini)
+    return ini
 
 
 def resolve_id(repo, text: str) -> str:
