@@ -121,7 +121,8 @@ class ObjectStore:
         self._memory = is_memory(fs)
         self._async = bool(getattr(fs, "async_impl", False)) and not self._local
         self._atomic_create = has_atomic_create(fs)
-        self._is_s3 = type(fs).__module__.split(".", 1)[0] == "s3fs"
+        self._backend = type(fs).__module__.split(".", 1)[0]
+        self._is_s3 = self._backend == "s3fs"
         # s3fs otherwise sends a HEAD before every GET to decide on a ranged, concurrent read.
         self._cat_kwargs: dict[str, Any] = {"max_concurrency": 1} if self._is_s3 else {}
 
@@ -551,6 +552,18 @@ class ObjectStore:
                 except FileNotFoundError:
                     return False
                 return True
+            if self._backend == "gcsfs":
+                # gcsfs's info() races an object GET against a LIST (directory probe).
+                try:
+                    await self.fs._get_object(path)
+                except FileNotFoundError:
+                    return False
+                return True
+            if self._backend == "adlfs":
+                # adlfs's exists() adds a LIST for every missing blob (directory probe).
+                container, key, _ = self.fs.split_path(path)
+                async with self.fs.service_client.get_blob_client(container, key) as blob:
+                    return bool(await blob.exists())
             try:
                 info = await self.fs._info(path)
             except FileNotFoundError:
