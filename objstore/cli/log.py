@@ -1,0 +1,227 @@
+"""`objstore log`: recent executions, an execution's job tree, and job / call / value details.
+
+Text output follows redun's `redun log` (`Exec <id> [ DONE ] <time>:  <args>`, `Job <id> [ CACHED ]
+...`); `--json` prints the same results as one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+DEFAULT_LIMIT = 20
+STATUS_WIDTH = 6  # redun's; widened when an UNFINISHED job is on show
+RULE = "-" * 80
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "log",
+        help="show executions, an execution's job tree, or a job / call node / value",
+        description="Without arguments: recent executions, newest first. With an execution id "
+        "(or a unique prefix of one): that execution's job tree.",
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("exec_id", nargs="?", metavar="EXEC_ID", help="execution id or unique prefix")
+    what.add_argument("--job", metavar="ID", help="show one job (id or unique prefix)")
+    what.add_argument("--call-node", metavar="HASH", help="show one call node (hash or unique prefix)")
+    what.add_argument("--value", metavar="HASH", help="show one value (hash or unique prefix)")
+    p.add_argument("--limit", type=_non_negative_int, default=DEFAULT_LIMIT, metavar="N",
+                   help=f"how many executions to list (default {DEFAULT_LIMIT}; 0 = all)")
+    p.add_argument("--stale-after", type=_seconds, metavar="SECONDS",
+                   help="show a job that started but has not ended, with no sign of life for this "
+                   "long, as UNFINISHED instead of RUNNING")
+    p.add_argument("--full-ids", action="store_true", help="print whole ids, not 8-character prefixes")
+    p.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
+    p.set_defaults(func=cmd_log)
+
+
+def _non_negative_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    return value
+
+
+def cmd_log(args, ctx) -> int:
+    from objstore.backend import Provenance
+    from objstore.query import open_query, to_jsonable
+
+    with ctx.open_repo() as repo:
+        prov = Provenance(repo)
+        query = open_query(prov, stale_after=args.stale_after)
+        out = _Printer(ctx.stdout, full_ids=args.full_ids)
+        if args.job:
+            result: Any = query.job(query.resolve_job(args.job))
+            show = out.job_detail
+        elif args.call_node:
+            result = query.call_info(query.resolve_object(args.call_node, "call", "call node"))
+            show = out.call_detail
+        elif args.value:
+            result = query.value(query.resolve_object(args.value, "value", "value"))
+            show = out.value_detail
+        elif args.exec_id:
+            result = query.execution_tree(query.resolve_execution(args.exec_id))
+            show = out.execution_tree
+        else:
+            result = query.executions(limit=args.limit or None)
+            show = out.executions
+        if args.json:
+            json.dump(to_jsonable(result), ctx.stdout, indent=2, sort_keys=True)
+            ctx.stdout.write("\n")
+        else:
+            show(result)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ text
+
+
+def format_time(text: str | None) -> str:
+    """redun's format_timestamp: local time, to the second."""
+    from objstore.records import parse_timestamp
+
+    when = parse_timestamp(text)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "?"
+
+
+def format_duration(seconds: float | None) -> str:
+    """redun's format_timedelta: H:MM:SS.cc."""
+    if seconds is None:
+        return "-"
+    delta = timedelta(seconds=seconds)
+    hours, rest = divmod(delta.days * 86400 + delta.seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}.{delta.microseconds // 10000:02}"
+
+
+def format_tags(tags: list) -> str:
+    if not tags:
+        return ""
+    return "(" + ", ".join(f"{k}={json.dumps(v, sort_keys=True, default=repr)}" for k, v in tags) + ")"
+
+
+def format_counts(counts) -> str:
+    parts = [f"DONE: {counts.done}", f"CACHED: {counts.cached}", f"FAILED: {counts.failed}"]
+    if counts.running:
+        parts.append(f"RUNNING: {counts.running}")
+    if counts.unfinished:
+        parts.append(f"UNFINISHED: {counts.unfinished}")
+    return f"{counts.total} ({', '.join(parts)})"
+
+
+class _Printer:
+    def __init__(self, stream, *, full_ids: bool = False):
+        self.stream = stream
+        self.full_ids = full_ids
+        self.width = STATUS_WIDTH
+
+    def line(self, text: str = "", indent: int = 0) -> None:
+        self.stream.write((" " * indent + text).rstrip() + "\n")
+
+    def id(self, text: str | None, detail: bool = False) -> str:
+        if not text:
+            return "?"
+        return text if (detail or self.full_ids) else text[:8]
+
+    def status(self, status: str) -> str:
+        return ("RUN " if status == "RUNNING" else status).center(self.width)
+
+    def _fit(self, statuses) -> None:
+        self.width = max([STATUS_WIDTH, *(len(s) for s in statuses)])
+
+    def exec_line(self, e, detail: bool = False) -> str:
+        return (f"Exec {self.id(e.id, detail)} [{self.status(e.status)}] {format_time(e.start_time)}:  "
+                f"{' '.join(e.args)} {format_tags(e.tags)}")
+
+    def executions(self, summaries) -> None:
+        if not summaries:
+            self.line("No executions.")
+            return
+        self._fit(s.status for s in summaries)
+        self.line("Recent executions:")
+        self.line()
+        for e in summaries:
+            self.line(f"{self.exec_line(e).rstrip()}  Jobs: {format_counts(e.counts)}")
+
+    def job_line(self, job, detail: bool = False) -> str:
+        return (f"Job {self.id(job.id, detail)} [{self.status(job.status)}] {format_time(job.start_time)}:  "
+                f"{job.task_name}({job.args}) {format_duration(job.duration)}")
+
+    def execution_tree(self, tree) -> None:
+        e = tree.execution
+        statuses = [e.status] + ([j.status for j in tree.root.walk()] if tree.root else [])
+        self._fit(statuses)
+        self.line(self.exec_line(e, detail=True))
+        self.line(f"Duration: {format_duration(e.duration)}")
+        if e.updated_time and e.status in ("RUNNING", "UNFINISHED"):
+            self.line(f"Last heartbeat: {format_time(e.updated_time)}")
+        self.line()
+        self.line(f"Jobs: {format_counts(e.counts)}")
+        self.line(RULE)
+        if tree.root is None:
+            self.line("(no root job recorded)")
+            return
+        self._tree(tree.root, 0)
+
+    def _tree(self, job, indent: int) -> None:
+        self.line(self.job_line(job), indent)
+        for child in job.children:
+            self._tree(child, indent + 2)
+
+    def job_detail(self, detail) -> None:
+        job = detail.job
+        self._fit([job.status])
+        self.line(f"{self.job_line(job, detail=True)} {format_tags(detail.tags)}")
+        self.line(f"Exec {self.id(job.execution_id)}"
+                  + (f" > parent Job {self.id(job.parent_id)}" if job.parent_id else ""))
+        self.line(f"Duration: {format_duration(job.duration)}")
+        if detail.child_ids:
+            self.line(f"Child jobs: {' '.join(self.id(c) for c in detail.child_ids)}")
+        self.line()
+        if detail.call is None:
+            self.line("CallNode UNKNOWN: Job has not finished or has been killed.", 2)
+            self.line(f"Task {self.id(job.task_hash)} {job.task_name}", 2)
+        else:
+            self.call_detail(detail.call, indent=2)
+
+    def call_detail(self, call, indent: int = 0) -> None:
+        from objstore.query import LogQuery
+
+        self.line(f"CallNode {self.id(call.call_hash, detail=indent == 0)} {call.task_name} {format_tags(call.tags)}",
+                  indent)
+        self.line(f"Args:   {LogQuery.format_args(call.args)}", indent + 2)
+        result = call.result.preview if call.result else f"<missing {call.result_hash[:8]}>"
+        self.line(f"{'Raised' if call.raised else 'Result'}: {result}", indent + 2)
+        self.line(f"Task {self.id(call.task_hash)} {call.task_name}", indent + 2)
+        if call.children:
+            self.line("Child CallNodes: " + " ".join(self.id(c) for c in call.children), indent + 2)
+
+    def value_detail(self, detail) -> None:
+        v = detail.value
+        self.line(f"Value {self.id(v.value_hash, detail=True)} {v.type} {format_tags(detail.tags)}")
+        self.line(f"Format: {v.format}, {v.size} bytes")
+        self.line(v.preview)
+        if detail.subvalues:
+            self.line("Subvalues: " + " ".join(self.id(s) for s in detail.subvalues))
+
+
+__all__ = ["register", "cmd_log", "format_duration", "format_time"]
