@@ -29,6 +29,7 @@ from objstore.errors import CorruptObject, ObjectNotFound, StorageError
 from objstore.fs import (
     TEMP_PREFIX,
     fsync_dir,
+    gcs_upload,
     has_atomic_create,
     is_local,
     is_memory,
@@ -529,6 +530,8 @@ class ObjectStore:
 
     async def _create_async(self, path: str, data: bytes) -> bool:
         with translate(path, passthrough=()):
+            if self._backend == "gcsfs":
+                return await gcs_upload(self.fs, path, data, create_only=True)
             try:
                 await self.fs._pipe_file(path, data, mode="create")
             except FileExistsError:
