@@ -161,13 +161,14 @@ class ValueDetail:
     tags: list[tuple[str, Any]] = field(default_factory=list)
 
 
+_RESULTS = (ExecutionSummary, ExecutionTree, JobNode, JobDetail, CallInfo, ValueDetail, ValueInfo, ArgInfo)
+
+
 def to_jsonable(obj: Any) -> Any:
     """Any result above as plain JSON data (tuples become lists, counts get their total)."""
     if isinstance(obj, JobCounts):
         return {**asdict(obj), "total": obj.total}
-    if isinstance(obj, ExecutionSummary):
-        return {k: to_jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    if isinstance(obj, (JobNode, ExecutionTree, CallInfo, JobDetail, ValueDetail, ValueInfo, ArgInfo)):
+    if isinstance(obj, _RESULTS):
         return {k: to_jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(x) for x in obj]
@@ -214,6 +215,8 @@ class _Stub:
         if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
             state = {**(state[0] or {}), **state[1]}  # (dict, slots)
         parts = [repr(a) for a in self.__dict__["_stub_args"]]
+        if parts:
+            state = None  # built from arguments (exceptions...): their repr shows only those
         if isinstance(state, dict):
             parts += [f"{k}={v!r}" for k, v in state.items() if not str(k).startswith("_")]
         elif state is not None:
@@ -456,12 +459,12 @@ class LogQuery:
         """Read at most PREVIEW_MAX_BYTES of a value: a 1 GB result must not be loaded to show it."""
         store = self.prov.repo.store
         try:
-            kind, length, chunks = store.open_stream(value_hash, expect_kind=records.VALUE)
+            _, length, chunks = store.open_stream(value_hash, expect_kind=records.VALUE)
         except ObjectNotFound:
             got = self.core.get_or_missing(value_hash, records.VALUE)  # write buffer, if any
             if got is MISSING:
                 return None
-            kind, length, chunks = got[0], len(got[1]), iter([got[1]])
+            length, chunks = len(got[1]), iter([got[1]])
         except CorruptObject:
             return None
         buf = bytearray()
@@ -491,7 +494,8 @@ class LogQuery:
     def _arg_infos(self, call: dict) -> list[ArgInfo]:
         out = []
         for key, arg in call.get("args", []):
-            out.append(ArgInfo(key, self.value_info(arg["value_hash"]), arg["value_hash"], list(arg.get("upstream", []))))
+            value_hash = arg["value_hash"]
+            out.append(ArgInfo(key, self.value_info(value_hash), value_hash, list(arg.get("upstream", []))))
         return out
 
     @staticmethod
@@ -615,7 +619,9 @@ class LogQuery:
                 root = self._job_meta(execution["job_id"])
                 root_ended = root is not MISSING and bool(root.get("end_time"))
         node = self._node(job_id, meta, root_ended)
-        call = self.call_info(node.call_hash) if node.call_hash and self.prov.calls.has_call_node(node.call_hash) else None
+        call = None
+        if node.call_hash and self.prov.calls.has_call_node(node.call_hash):
+            call = self.call_info(node.call_hash)
         return JobDetail(node, call, self.prov.jobs.job_children(job_id), self.tags_of(job_id))
 
     def value(self, value_hash: str) -> ValueDetail:

@@ -142,11 +142,15 @@ class _Printer:
             return "?"
         return text if (detail or self.full_ids) else text[:8]
 
+    @staticmethod
+    def _shown(status: str) -> str:
+        return "RUN " if status == "RUNNING" else status  # redun's status_display
+
     def status(self, status: str) -> str:
-        return ("RUN " if status == "RUNNING" else status).center(self.width)
+        return self._shown(status).center(self.width)
 
     def _fit(self, statuses) -> None:
-        self.width = max([STATUS_WIDTH, *(len(s) for s in statuses)])
+        self.width = max([STATUS_WIDTH, *(len(self._shown(s)) for s in statuses)])
 
     def exec_line(self, e, detail: bool = False) -> str:
         return (f"Exec {self.id(e.id, detail)} [{self.status(e.status)}] {format_time(e.start_time)}:  "
