@@ -383,6 +383,22 @@ class ObjectStore:
 
     # --- local internals -------------------------------------------------------------------
 
+    def _makedirs(self, directory: str) -> None:
+        """Create a fanout dir (and objects/, the root) and, when durable, their names too:
+        an fsync'd object is lost anyway if the directory holding it was never recorded."""
+        missing = []
+        d = directory
+        while not os.path.isdir(d):
+            missing.append(d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+        os.makedirs(directory, exist_ok=True)
+        if self.durable:
+            for d in missing:
+                fsync_dir(os.path.dirname(d))
+
     def _put_local_checked(self, path: str, kind: str, payload: bytes) -> bool:
         # The lstat spares encoding and a temp file for ids already stored (the common case
         # when a workflow re-runs); link_into_place still settles any race atomically.
@@ -402,7 +418,7 @@ class ObjectStore:
             except FileNotFoundError:
                 # First object under this fanout dir: create it on demand rather than stat it
                 # before every write.
-                os.makedirs(directory, exist_ok=True)
+                self._makedirs(directory)
                 fd = os.open(tmp, _CREATE_FLAGS, 0o666)
             try:
                 view = memoryview(data)
@@ -427,7 +443,8 @@ class ObjectStore:
             if os.path.lexists(path):
                 return False
             directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
+            if not os.path.isdir(directory):
+                self._makedirs(directory)
             tmp = os.path.join(directory, temp_name())
             try:
                 with open(tmp, "xb") as out:

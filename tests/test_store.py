@@ -531,6 +531,7 @@ def _requests_since(server, offset: int, bucket: str) -> list[str]:
     return re.findall(rf'"(?:\x1b\[[0-9;]*m)*([A-Z]+) /{re.escape(bucket)}[/? ]', text)
 
 
+@pytest.mark.remote
 def test_s3_costs_one_request_per_object(s3_server, tmp_path):
     import servers
 
