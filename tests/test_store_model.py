@@ -10,9 +10,11 @@ import io
 import uuid
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from objstore.errors import CorruptObject
+from objstore.fs import open_url
 from objstore.store import MISSING, ObjectStore
 
 # A small id pool so operations collide (re-puts, deletes of present ids, duplicates in bulk).
@@ -116,3 +118,40 @@ def test_store_matches_dict_model(target):
             database=None,
         ),
     )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(
+    payload=st.binary(max_size=300),
+    cut=st.integers(min_value=0, max_value=400),
+    edits=st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.integers(0, 255)), max_size=3),
+    garbage=st.binary(max_size=8),
+)
+def test_damaged_objects_raise_corrupt_object_and_nothing_else(tmp_path_factory, payload, cut, edits, garbage):
+    # Whatever happens to the bytes on disk, a read either returns the original object or
+    # raises CorruptObject naming it: never another exception from deep inside a decoder.
+    fs, root = open_url(str(tmp_path_factory.mktemp("fuzz")))
+    store = ObjectStore(fs, root)
+    object_id = IDS[0]
+    store.put(object_id, "value", payload)
+    path = store.object_path(object_id)
+    with open(path, "rb") as f:
+        original = f.read()
+    damaged = bytearray(original[:cut])
+    for position, value in edits:
+        if damaged:
+            damaged[position % len(damaged)] = value
+    damaged += garbage
+    with open(path, "wb") as f:
+        f.write(damaged)
+    for read in (
+        lambda: store.get(object_id),
+        lambda: store.get_many([object_id])[0],
+        lambda: (lambda k, n, chunks: (k, b"".join(chunks)))(*store.open_stream(object_id)),
+    ):
+        try:
+            got = read()
+        except CorruptObject as exc:
+            assert exc.object_id == object_id
+        else:
+            assert bytes(damaged) == original and got == ("value", payload)
