@@ -330,6 +330,28 @@ class LogQuery:
         prefix = self._check_prefix(prefix)
         return self._unique("execution", prefix, [e for e in self.execution_ids() if e.startswith(prefix)])
 
+    def resolve_any(self, prefix: str) -> tuple[str, str]:
+        """(kind, id) for `log ID`: executions first, so a short execution prefix keeps working
+        however many values share it; otherwise a unique job, call node or value."""
+        prefix = self._check_prefix(prefix)
+        executions = [e for e in self.execution_ids() if e.startswith(prefix)]
+        if executions:
+            return records.EXECUTION, self._unique("execution", prefix, executions)
+        found: dict[str, str] = {}
+        for key, kind in self.core.index.scan("objects", prefix):
+            if kind in (records.JOB, records.CALL, records.VALUE):
+                found[key] = kind
+                if len(found) > _MAX_MATCHES:
+                    break
+        for job_id in self._scan_ids("job_start", prefix):
+            found.setdefault(job_id, records.JOB)
+        if not found and (is_hash(prefix) or is_uuid(prefix)):
+            kind = self.prov.records.kind(prefix)  # not indexed here yet: one read of the object
+            if kind in (records.EXECUTION, records.JOB, records.CALL, records.VALUE):
+                found[prefix] = kind
+        chosen = self._unique("record", prefix, list(found))
+        return found[chosen], chosen
+
     def _scan_ids(self, table: str, prefix: str, kind: str | None = None) -> list[str]:
         found = []
         for key, value in self.core.index.scan(table, prefix):

@@ -235,7 +235,7 @@ def test_prefixes_unique_ambiguous_and_unknown(world):
     assert err.startswith("objstore: error: ambiguous execution id prefix 'abcd1234'")
     assert RUN_EXEC_A in err and RUN_EXEC_B in err and "Traceback" not in proc.stderr
     assert "ambiguous job id prefix" in world.log("--job", "feed0000", check=1).stderr
-    assert "no execution with id prefix" in world.log("0000000", check=1).stderr
+    assert "no record with id prefix '0000000'" in world.log("0000000", check=1).stderr
     assert "not an id or id prefix" in world.log("--job", "x/../y", check=1).stderr
 
 
@@ -283,6 +283,15 @@ def test_call_node_and_value_details(world):
     assert world.log_json("--value", value_hash)["value"]["preview"] == "13"
     # A call node hash is not a value.
     assert "no value with id prefix" in world.log("--value", call_hash[:8], check=1).stderr
+
+
+def test_any_record_id_as_the_argument(world):
+    # Like `redun log ID`: no execution matches, so a job, call node or value id is shown.
+    assert world.log(ORPHAN_JOB[:7]).stdout.startswith(f"Job {ORPHAN_JOB} [UNFINISHED]")
+    detail = world.log_json("--job", world.first_root)
+    call_hash, value_hash = detail["call"]["call_hash"], detail["call"]["result_hash"]
+    assert world.log(call_hash).stdout.startswith(f"CallNode {call_hash} ")
+    assert world.log_json(value_hash[:9])["value"]["preview"] == "13"
 
 
 def test_refresh_shows_jobs_written_since_the_index_was_built(world, tmp_path):

@@ -23,7 +23,8 @@ def register(sub) -> None:
         "(or a unique prefix of one): that execution's job tree.",
     )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("exec_id", nargs="?", metavar="EXEC_ID", help="execution id or unique prefix")
+    what.add_argument("exec_id", nargs="?", metavar="ID",
+                      help="execution id or unique prefix (else a job, call node or value id or prefix)")
     what.add_argument("--job", metavar="ID", help="show one job (id or unique prefix)")
     what.add_argument("--call-node", metavar="HASH", help="show one call node (hash or unique prefix)")
     what.add_argument("--value", metavar="HASH", help="show one value (hash or unique prefix)")
@@ -62,6 +63,7 @@ def _seconds(text: str) -> float:
 
 
 def cmd_log(args, ctx) -> int:
+    from objstore import records
     from objstore.backend import Provenance
     from objstore.query import open_query, to_jsonable
 
@@ -73,14 +75,19 @@ def cmd_log(args, ctx) -> int:
             result: Any = query.job(query.resolve_job(args.job))
             show = out.job_detail
         elif args.call_node:
-            result = query.call_info(query.resolve_object(args.call_node, "call", "call node"))
+            result = query.call_info(query.resolve_object(args.call_node, records.CALL, "call node"))
             show = out.call_detail
         elif args.value:
-            result = query.value(query.resolve_object(args.value, "value", "value"))
+            result = query.value(query.resolve_object(args.value, records.VALUE, "value"))
             show = out.value_detail
         elif args.exec_id:
-            result = query.execution_tree(query.resolve_execution(args.exec_id))
-            show = out.execution_tree
+            kind, record_id = query.resolve_any(args.exec_id)
+            result, show = {
+                records.EXECUTION: lambda: (query.execution_tree(record_id), out.execution_tree),
+                records.JOB: lambda: (query.job(record_id), out.job_detail),
+                records.CALL: lambda: (query.call_info(record_id), out.call_detail),
+                records.VALUE: lambda: (query.value(record_id), out.value_detail),
+            }[kind]()
         else:
             result = query.executions(limit=args.limit or None)
             show = out.executions
