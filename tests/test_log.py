@@ -195,6 +195,12 @@ def test_job_tree_of_first_and_cached_runs(world):
     assert "[UNFINISHED]" in children[3] and children[3].startswith(f"  Job {ORPHAN_JOB[:8]}")
     assert children[3].endswith(" -")  # no duration: it never ended
     assert "Jobs: 5 (DONE: 4, CACHED: 0, FAILED: 0, UNFINISHED: 1)" in out
+    # redun's per-task status table: RUNNING FAILED CACHED DONE (UNFINISHED) TOTAL.
+    table = {row.split()[1]: row.split()[2:] for row in out.splitlines() if row.startswith("| ")}
+    assert table["TASK"] == ["RUNNING", "FAILED", "CACHED", "DONE", "UNFINISHED", "TOTAL"]
+    assert table["ALL"] == ["0", "0", "0", "4", "1", "5"]
+    assert table["objstore_log_tests.add"] == ["0", "0", "0", "3", "1", "4"]
+    assert table["objstore_log_tests.main"] == ["0", "0", "0", "1", "0", "1"]
 
     cached = world.log(world.second).stdout
     statuses = [status_of(line) for line in tree_lines(cached)]
@@ -359,3 +365,10 @@ def test_previews_never_run_code_named_by_a_value(tmp_path):
     )
     long = preview_value("builtins.str", "application/python-pickle", pickle.dumps("x" * 1000))
     assert len(long) == 200 and long.endswith("...")
+
+
+def test_empty_repository(tmp_path):
+    Repository.init(str(tmp_path / "empty"), index_dir=tmp_path / "init-index").close()
+    url = str(tmp_path / "empty")
+    assert run_log(url, tmp_path / "i1").stdout == "No executions.\n"
+    assert json.loads(run_log(url, tmp_path / "i2", "--json").stdout) == []

@@ -135,6 +135,31 @@ def format_counts(counts) -> str:
     return f"{counts.total} ({', '.join(parts)})"
 
 
+def status_table(jobs, when: str | None) -> list[str]:
+    """redun's job status table: jobs per task and status, ALL first, columns right-aligned."""
+    columns = ["RUNNING", "FAILED", "CACHED", "DONE"]
+    per_task: dict[str, dict[str, int]] = {}
+    for job in jobs:
+        counts = per_task.setdefault(job.task_name, {})
+        counts[job.status] = counts.get(job.status, 0) + 1
+    if any("UNFINISHED" in counts for counts in per_task.values()):
+        columns.append("UNFINISHED")
+    columns.append("TOTAL")
+    names = sorted(per_task)
+    everything = {c: sum(per_task[n].get(c, 0) for n in names) for c in columns[:-1]}
+    rows = [["TASK", *columns], ["ALL", *map(str, everything.values()), str(sum(everything.values()))]]
+    for name in names:
+        counts = per_task[name]
+        rows.append([name, *(str(counts.get(c, 0)) for c in columns[:-1]), str(sum(counts.values()))])
+    widths = [max(7, *(len(row[i]) for row in rows)) for i in range(len(columns) + 1)]
+    out = [f"| JOB STATUS {format_time(when).replace('-', '/')}"]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
+        out.append("| " + " ".join(cells))
+    out.append("")
+    return out
+
+
 class _Printer:
     def __init__(self, stream, *, full_ids: bool = False):
         self.stream = stream
@@ -186,6 +211,9 @@ class _Printer:
         if e.updated_time and e.status in ("RUNNING", "UNFINISHED"):
             self.line(f"Last heartbeat: {format_time(e.updated_time)}")
         self.line()
+        if tree.root is not None:
+            for row in status_table(tree.root.walk(), e.end_time or e.updated_time):
+                self.line(row)
         self.line(f"Jobs: {format_counts(e.counts)}")
         self.line(RULE)
         if tree.root is None:
