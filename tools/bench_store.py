@@ -32,6 +32,7 @@ MIB = 1 << 20
 TARGET_WRITES = 10_000
 TARGET_READS = 20_000
 TARGET_BIG_MBS = 150.0
+SLICE = 1000
 
 
 def ids_for(count: int) -> list[str]:
@@ -151,17 +152,21 @@ def big_child(directory: str, length: int) -> dict:
     store = ObjectStore(fs, root)
     base_rss = reset_rss_peak()
 
-    put_s, _ = timed(lambda: store.put_stream("ab" * 20, "value", Pattern(length, block), length))
-
-    def read_all() -> int:
-        kind, size, chunks = store.open_stream("ab" * 20, expect_kind="value")
+    def read_all(object_id: str) -> int:
+        kind, size, chunks = store.open_stream(object_id, expect_kind="value")
         n = 0
         for chunk in chunks:
             n += len(chunk)
         assert n == size == length
         return n
 
-    get_s, _ = timed(read_all)
+    # Best of two round trips (fresh ids): this box's background load swings single runs ~2x.
+    put_s = get_s = float("inf")
+    for object_id in ("ab" * 20, "ef" * 20):
+        seconds, created = timed(lambda: store.put_stream(object_id, "value", Pattern(length, block), length))
+        assert created
+        put_s = min(put_s, seconds)
+        get_s = min(get_s, timed(lambda: read_all(object_id))[0])
     rss = rss_peak_bytes() - base_rss
 
     # Python-heap peak of the same round trip (zstd's own buffers are C allocations, in RSS).
@@ -169,9 +174,7 @@ def big_child(directory: str, length: int) -> dict:
     store.put_stream("cd" * 20, "value", Pattern(length, block), length)
     put_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.reset_peak()
-    read_all_other = store.open_stream("cd" * 20)[2]
-    for _ in read_all_other:
-        pass
+    read_all("cd" * 20)
     get_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     stored = os.path.getsize(store.object_path("ab" * 20))
@@ -240,29 +243,32 @@ def run(args, scratch: str) -> int:
     blobs = records(count, size)
     block = pattern_block()
 
-    # Raw limits and the store alternate, best of --repeat each, so both see the same disk
-    # and the same background load.
+    # Best of --repeat rounds, each on fresh directories.
     raw_w = raw_r = writes = reads = reput = 0.0
     items = [(i, "value", b) for i, b in zip(ids, blobs)]
     for rep in range(args.repeat):
         raw_dir = os.path.join(scratch, f"raw{rep}")
         fs, root = open_url(os.path.join(scratch, f"store{rep}"))
         store = ObjectStore(fs, root, level=args.level)
-        # Whichever runs first pays for the previous round's deletions: take turns.
-        for phase in ("raw", "store") if rep % 2 == 0 else ("store", "raw"):
-            if phase == "raw":
-                raw_w = max(raw_w, raw_file_writes(raw_dir, ids, blobs))
-                raw_r = max(raw_r, raw_file_reads(raw_dir, ids))
-                continue
-            w_s, created = timed(lambda: store.put_many(items))
+        # Raw and store take turns slice by slice, so a burst of background I/O (this box
+        # is shared) lands on both sides alike instead of skewing one whole phase.
+        t = dict.fromkeys(("raw_w", "raw_r", "w", "r", "again"), 0.0)
+        for lo in range(0, count, SLICE):
+            s_ids, s_blobs, s_items = ids[lo : lo + SLICE], blobs[lo : lo + SLICE], items[lo : lo + SLICE]
+            t["raw_w"] += len(s_ids) / raw_file_writes(raw_dir, s_ids, s_blobs)
+            seconds, created = timed(lambda: store.put_many(s_items))
             assert all(created)
-            r_s, got = timed(lambda: store.get_many(ids, expect_kind="value"))
-            assert all(g is not MISSING for g in got) and got[-1][1] == blobs[-1]
-            del got
-            again_s, again = timed(lambda: store.put_many(items))
-            assert not any(again)
-            writes, reads = max(writes, count / w_s), max(reads, count / r_s)
-            reput = max(reput, count / again_s)
+            t["w"] += seconds
+        for lo in range(0, count, SLICE):
+            s_ids = ids[lo : lo + SLICE]
+            t["raw_r"] += len(s_ids) / raw_file_reads(raw_dir, s_ids)
+            seconds, got = timed(lambda: store.get_many(s_ids, expect_kind="value"))
+            assert all(g is not MISSING for g in got) and got[-1][1] == blobs[lo + len(s_ids) - 1]
+            t["r"] += seconds
+        t["again"], again = timed(lambda: store.put_many(items))
+        assert not any(again)
+        raw_w, raw_r = max(raw_w, count / t["raw_w"]), max(raw_r, count / t["raw_r"])
+        writes, reads, reput = max(writes, count / t["w"]), max(reads, count / t["r"]), max(reput, count / t["again"])
         shutil.rmtree(raw_dir, ignore_errors=True)
         shutil.rmtree(os.path.join(scratch, f"store{rep}"), ignore_errors=True)
     zstd_c = zstd_d = sha = 0.0
