@@ -519,3 +519,46 @@ def test_lock_of_a_live_writer_is_never_broken(tmp_path):
         proc.kill()
         proc.wait()
     assert store.set_if_equals("r", b"1", b"2")  # the kernel dropped the dead holder's flock
+
+
+def test_many_writers_meeting_a_dead_lock_break_it_once(tmp_path):
+    """Several threads find the same abandoned lock at once: exactly one of them wins the
+    ref, nobody removes a lock another has just taken, and no lock is left behind."""
+    root = tmp_path / "refs"
+    assert LocalRefStore(root).add_if_new("r", b"0")
+    proc = _hold_lock(root / "r.lock")
+    proc.kill()
+    proc.wait()
+    _age(root / "r.lock", 60)
+    threads = 8
+    barrier = threading.Barrier(threads)
+    wins, errors = [], []
+
+    def worker(i):
+        store = LocalRefStore(root, lock_timeout=10, stale_after=1.0)
+        try:
+            barrier.wait()
+            if store.set_if_equals("r", b"0", str(i).encode()):
+                wins.append(i)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(30)
+    assert not errors, errors
+    assert len(wins) == 1
+    assert LocalRefStore(root).get("r") == str(wins[0]).encode()
+    assert not (root / "r.lock").exists()
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+def test_missing_bucket_is_an_error_not_a_lost_race(backend, request, tmp_path):
+    import servers
+
+    target = servers.make_target(backend, tmp_path=tmp_path, server=request.getfixturevalue(f"{backend}_server"))
+    store = open_refs(target.fs(), f"no-such-bucket-{uuid.uuid4().hex[:12]}/refs")
+    with pytest.raises(RefStorageError):
+        store.add_if_new("r", b"1")
