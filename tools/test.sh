@@ -20,7 +20,10 @@ fi
 # pip's own "already satisfied" pass costs several seconds on every run.
 STAMP=.venv/.objstore-test-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] \
-        || ! .venv/bin/python -c "import objstore, refs, pytest, moto, gcp_storage_emulator" >/dev/null 2>&1; then
+        || ! .venv/bin/python -c "
+import importlib.util as u, sys
+need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun']
+sys.exit(any(u.find_spec(m) is None for m in need))" >/dev/null 2>&1; then
     echo "tools/test.sh: pip install -e '.[test]'" >&2
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     touch "$STAMP"
