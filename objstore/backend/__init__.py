@@ -71,6 +71,7 @@ class Provenance:
         return self.core.refresh()
 
     def close(self) -> None:
+        self.core.stop()
         self.core.flush()
         self.repo.close()
 

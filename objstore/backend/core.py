@@ -22,8 +22,6 @@ from objstore.store import MISSING  # one sentinel for store, index and backend
 log = logging.getLogger("objstore.backend")
 
 
-
-
 class Overlay:
     """Index entries written since the last flush, in the index's own table shapes."""
 
@@ -44,9 +42,24 @@ class Overlay:
         self.single.clear()
         self.multi.clear()
 
+    def merge_under(self, newer: "Overlay") -> None:
+        """Put ``newer`` on top of this overlay (its single values win)."""
+        for table, values in newer.single.items():
+            self.single.setdefault(table, {}).update(values)
+        for table, keys in newer.multi.items():
+            mine = self.multi.setdefault(table, {})
+            for key, values in keys.items():
+                mine.setdefault(key, set()).update(values)
+
 
 class Core:
-    """Repository access shared by every concern module (values, calls, jobs, cache, ...)."""
+    """Repository access shared by every concern module (values, calls, jobs, cache, ...).
+
+    Reads merge two overlays with the index: ``_overlay`` (written since the last flush began)
+    and ``_flushing`` (entries of the flush in progress, until the index has them). An entry
+    only ever moves overlay -> flushing -> index, and reads look in that order, so a read never
+    misses an entry that is moving concurrently.
+    """
 
     def __init__(
         self,
@@ -55,36 +68,54 @@ class Core:
         flush_every: int = 5000,
         flush_interval: float = 0.5,
         cache_size: int = 20000,
+        background: bool = True,
     ):
         self.repo = repo
         self.index = repo.index
         self.flush_every = flush_every
         self.flush_interval = flush_interval
+        self.background = background
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._overlay = Overlay(records.INDEX_TABLES)
+        self._flushing: Overlay | None = None
         self._pending = 0
         self._last_flush = time.monotonic()
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # guards the overlay together with the repo buffer
+        self._flush_mutex = threading.Lock()  # one flush at a time, foreground or background
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._closing = False
+        self._bg_error: BaseException | None = None
 
-    # -- index reads (overlay merged) --------------------------------------------------------
+    # -- index reads (overlays merged) -------------------------------------------------------
 
     def lookup(self, table: str, key: str) -> Any:
-        value = self._overlay.single.get(table, {}).get(key)
+        value = self._overlay.single.get(table, _EMPTY).get(key)
         if value is not None:
             return value
+        flushing = self._flushing
+        if flushing is not None:
+            value = flushing.single.get(table, _EMPTY).get(key)
+            if value is not None:
+                return value
         found = self.index.get(table, key)
         return found if isinstance(found, str) else MISSING
 
     def lookup_all(self, table: str, key: str) -> list[str]:
-        pending = self._overlay.multi.get(table, {}).get(key)
+        pending = self._overlay.multi.get(table, _EMPTY).get(key)
+        flushing = self._flushing
+        if flushing is not None:
+            more = flushing.multi.get(table, _EMPTY).get(key)
+            if more:
+                pending = more | pending if pending else more
         stored = self.index.get_all(table, key)
         if not pending:
             return list(stored)
         return sorted(set(stored) | pending)
 
     def has(self, object_id: str) -> bool:
-        return self.kind_of(object_id) is not MISSING
+        return self.lookup("objects", object_id) is not MISSING
 
     def kind_of(self, object_id: str) -> Any:
         return self.lookup("objects", object_id)
@@ -153,7 +184,11 @@ class Core:
             self._pending += 1
 
     def eval_head(self, eval_hash: str) -> Any:
-        value = self._overlay.single.get("evals", {}).get(eval_hash)
+        value = self._overlay.single.get("evals", _EMPTY).get(eval_hash)
+        if value is None:
+            flushing = self._flushing
+            if flushing is not None:
+                value = flushing.single.get("evals", _EMPTY).get(eval_hash)
         if value is not None:
             return value
         found = self.repo.eval_head(eval_hash)
@@ -166,21 +201,98 @@ class Core:
         return self._pending
 
     def flush(self) -> None:
+        """Write everything buffered so far; returns once it is in the repository and index.
+
+        A failure of an earlier background flush left its buffer in place, so this retries it
+        (and raises if the repository still refuses).
+        """
+        with self._flush_mutex:
+            self._flush_locked()
+            self._bg_error = None
+
+    def _flush_locked(self) -> None:
         with self.lock:
-            self.repo.flush()
-            self._overlay.clear()
-            self._pending = 0
+            if not self._pending:
+                self.repo.flush()  # cheap when empty; covers anything buffered around us
+                return
+            # Swap before the repository swaps its buffer: an entry added in between is in
+            # both the new overlay and this flush, which only keeps it in memory a bit longer.
+            flushing, self._flushing = self._overlay, self._overlay
+            self._overlay = Overlay(records.INDEX_TABLES)
+            pending, self._pending = self._pending, 0
             self._last_flush = time.monotonic()
+        try:
+            self.repo.flush()
+        except BaseException:
+            with self.lock:  # the repository kept its buffer: so must the overlay
+                merged = Overlay(records.INDEX_TABLES)
+                merged.merge_under(flushing)
+                merged.merge_under(self._overlay)
+                self._overlay = merged
+                self._pending += pending
+                self._flushing = None
+            raise
+        self._flushing = None
 
     def maybe_flush(self) -> bool:
-        """Flush when the buffer is large or the last flush is old; True if it flushed."""
+        """Flush when the buffer is large or the last flush is old; True if a flush started.
+
+        With ``background`` the flush runs on a worker thread, so the scheduler keeps going
+        while objects are written (file creation and uploads release the GIL).
+        """
         if not self._pending:
             return False
-        if self._pending >= self.flush_every or time.monotonic() - self._last_flush > self.flush_interval:
+        if self._pending < self.flush_every and time.monotonic() - self._last_flush <= self.flush_interval:
+            return False
+        if not self.background:
             self.flush()
             return True
-        return False
+        if self._flush_mutex.locked():
+            return False  # one is running; the next check starts another
+        self._last_flush = time.monotonic()
+        self._start_worker()
+        self._wake.set()
+        return True
+
+    def _start_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            with self.lock:
+                if self._worker is None or not self._worker.is_alive():
+                    self._closing = False
+                    self._worker = threading.Thread(target=self._work, name="objstore-flush", daemon=True)
+                    self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            try:
+                self.flush_background()
+            except Exception as exc:  # kept for the next foreground flush, which retries
+                log.warning("objstore: background flush failed (will retry): %s", exc)
+
+    def flush_background(self) -> None:
+        with self._flush_mutex:
+            try:
+                self._flush_locked()
+            except BaseException as exc:
+                self._bg_error = exc
+                raise
+
+    def stop(self) -> None:
+        """Stop the background worker (after its current flush); does not flush."""
+        worker = self._worker
+        if worker is not None:
+            self._closing = True
+            self._wake.set()
+            worker.join()
+            self._worker = None
 
     def refresh(self) -> int:
         with self.lock:
             return self.repo.refresh()
+
+
+_EMPTY: dict = {}

@@ -4,7 +4,9 @@ The only module (with its package) that imports redun. It turns redun objects in
 API's specs: values are hashed and serialized only through ``self.type_registry``, jobs and
 handles are read for their ids, and cache results are deserialized back. Writes are buffered and
 flushed at the root job's end, when the buffer grows, at most ``flush_interval`` seconds after
-the last flush (checked at job ends), from ``close()``, and at interpreter exit.
+the last flush (checked at job starts and ends; such flushes run on a background thread so the
+scheduler keeps working while files are written), from ``close()``, and at interpreter exit.
+Durable mode flushes in the foreground at every job end.
 """
 
 from __future__ import annotations
@@ -416,13 +418,19 @@ class ObjstoreBackend(RedunBackend):
 
     def record_job_start(self, job: Any, now: Optional[datetime] = None) -> Any:
         self.record_value(job.task)
-        return self.prov.jobs.job_started(
+        prov = self.prov
+        info = prov.jobs.job_started(
             job.id,
             task_hash=job.task.hash,
             execution_id=job.execution.id,
             parent_id=job.parent_job.id if job.parent_job else None,
             now=now,
         )
+        if not self.durable:
+            # A fan-out starts (and caches) every job before the first one ends: start writing
+            # those objects in the background now rather than at the first job end.
+            prov.maybe_flush()
+        return info
 
     def record_job_end(self, job: Any, now: Optional[datetime] = None, status: Optional[str] = None) -> None:
         prov = self.prov
