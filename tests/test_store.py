@@ -585,3 +585,16 @@ def test_atomic_write_keeps_a_trailing_cr(target):
         assert target.fs().cat_file(f"{target.root}/f") == data
         assert write_if_absent(fs, f"{target.root}/g{len(data)}", data)
         assert target.fs().cat_file(f"{target.root}/g{len(data)}") == data
+
+
+def test_stream_failing_after_parts_were_uploaded_leaves_no_object(store):
+    # 6 MiB arrive (past s3fs's 5 MiB part size, so a multipart upload / uploaded blocks
+    # exist), then the source runs dry: the upload must be abandoned, not committed short.
+    a = oid("half-uploaded")
+    data = os.urandom(6 << 20)
+    with pytest.raises(ValueError):
+        store.put_stream(a, "value", io.BytesIO(data), len(data) + (1 << 20))
+    assert not store.has(a)
+    assert list(store.iter_ids()) == []
+    with pytest.raises(ObjectNotFound):
+        store.get(a)
