@@ -10,13 +10,16 @@ kept in a bounded cache without any invalidation.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Iterable
 
+from objstore import fs as fs_mod
 from objstore import records
 from objstore.errors import CorruptObject, ObjectNotFound
+from objstore.ids import is_hash
 from objstore.store import MISSING  # one sentinel for store, index and backend
 
 log = logging.getLogger("objstore.backend")
@@ -87,6 +90,10 @@ class Core:
         self._worker: threading.Thread | None = None
         self._closing = False
         self._bg_error: BaseException | None = None
+        # Where a local repository keeps eval heads, for a cheap stat before the GET of a miss.
+        self._local_evals: str | None = None
+        if fs_mod.is_local(getattr(repo, "fs", None)):
+            self._local_evals = f"{repo.root.rstrip('/')}/evals/"
 
     # -- index reads (overlays merged) -------------------------------------------------------
 
@@ -191,6 +198,12 @@ class Core:
                 value = flushing.single.get("evals", _EMPTY).get(eval_hash)
         if value is not None:
             return value
+        local = self._local_evals
+        if local is not None and is_hash(eval_hash) and self.index.get("evals", eval_hash) is MISSING:
+            # Every new job of a first run misses here; another writer's head is still found
+            # (the file exists), only the repository's GET through fsspec is spared.
+            if not os.path.exists(f"{local}{eval_hash[:2]}/{eval_hash[2:]}"):
+                return MISSING
         found = self.repo.eval_head(eval_hash)
         return found if isinstance(found, str) else MISSING
 
