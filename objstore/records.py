@@ -151,13 +151,29 @@ def encode_value(
     subvalues: Iterable[str] = (),
     subtype: dict | None = None,
 ) -> bytes:
-    header = {
+    return _json(value_header(type_name, format, subvalues, subtype)) + b"\0" + bytes(data)
+
+
+def value_header(type_name: str, format: str, subvalues: Iterable[str] = (), subtype: dict | None = None) -> dict:
+    return {
         "type": type_name,
         "format": format,
         "subvalues": sorted(set(subvalues)),
         "subtype": subtype,
     }
-    return _json(header) + b"\0" + bytes(data)
+
+
+def value_record(
+    object_id: str,
+    type_name: str,
+    format: str,
+    data: bytes,
+    subvalues: Iterable[str] = (),
+    subtype: dict | None = None,
+) -> tuple[bytes, list[IndexEntry]]:
+    """(payload, index entries) of a value, without parsing back the header just encoded."""
+    header = value_header(type_name, format, subvalues, subtype)
+    return _json(header) + b"\0" + bytes(data), _entries_of(VALUE, object_id, header)
 
 
 def decode_value(payload: bytes, object_id: str = "?") -> tuple[dict, bytes]:
@@ -197,18 +213,47 @@ def encode_call(
 ) -> bytes:
     """args: {key or str(position): {"arg_hash", "value_hash", "upstream": [...]}} in call order."""
     return _json(
-        {
-            "task_name": task_name,
-            "task_hash": task_hash,
-            "args_hash": args_hash,
-            "value_hash": value_hash,
-            "timestamp": timestamp,
-            # JSON objects lose order under sort_keys: keep the argument order as a list.
-            "args": [[key, arg] for key, arg in args.items()],
-            "children": list(children),
-            "subtree_tasks": sorted(set(subtree_tasks)),
-        }
+        call_doc(
+            task_name=task_name,
+            task_hash=task_hash,
+            args_hash=args_hash,
+            value_hash=value_hash,
+            timestamp=timestamp,
+            args=args,
+            children=children,
+            subtree_tasks=subtree_tasks,
+        )
     )
+
+
+def call_doc(
+    *,
+    task_name: str,
+    task_hash: str,
+    args_hash: str,
+    value_hash: str,
+    timestamp: str,
+    args: dict[str, dict],
+    children: list[str],
+    subtree_tasks: Iterable[str] = (),
+) -> dict:
+    return {
+        "task_name": task_name,
+        "task_hash": task_hash,
+        "args_hash": args_hash,
+        "value_hash": value_hash,
+        "timestamp": timestamp,
+        # JSON objects lose order under sort_keys: keep the argument order as a list.
+        "args": [[key, arg] for key, arg in args.items()],
+        "children": list(children),
+        "subtree_tasks": sorted(set(subtree_tasks)),
+    }
+
+
+def call_record(call_hash: str, **fields: Any) -> tuple[bytes, list[IndexEntry]]:
+    """(payload, index entries) of a CallNode; fields as encode_call."""
+    doc = call_doc(**fields)
+    return _json(doc), _entries_of(CALL, call_hash, doc)
 
 
 def encode_job(
@@ -222,19 +267,48 @@ def encode_job(
     execution_id: str,
     args_hash: str | None = None,
 ) -> bytes:
-    # args_hash is objstore's own field: it keys the CSE table without reading the CallNode.
     return _json(
-        {
-            "start_time": start_time,
-            "end_time": end_time,
-            "task_hash": task_hash,
-            "cached": bool(cached),
-            "call_hash": call_hash,
-            "parent_id": parent_id,
-            "execution_id": execution_id,
-            "args_hash": args_hash,
-        }
+        job_doc(
+            start_time=start_time,
+            end_time=end_time,
+            task_hash=task_hash,
+            cached=cached,
+            call_hash=call_hash,
+            parent_id=parent_id,
+            execution_id=execution_id,
+            args_hash=args_hash,
+        )
     )
+
+
+def job_doc(
+    *,
+    start_time: str,
+    end_time: str | None,
+    task_hash: str,
+    cached: bool,
+    call_hash: str | None,
+    parent_id: str | None,
+    execution_id: str,
+    args_hash: str | None = None,
+) -> dict:
+    # args_hash is objstore's own field: it keys the CSE table without reading the CallNode.
+    return {
+        "start_time": start_time,
+        "end_time": end_time,
+        "task_hash": task_hash,
+        "cached": bool(cached),
+        "call_hash": call_hash,
+        "parent_id": parent_id,
+        "execution_id": execution_id,
+        "args_hash": args_hash,
+    }
+
+
+def job_record(job_id: str, **fields: Any) -> tuple[bytes, list[IndexEntry]]:
+    """(payload, index entries) of an ended Job; fields as encode_job."""
+    doc = job_doc(**fields)
+    return _json(doc), _entries_of(JOB, job_id, doc)
 
 
 def encode_execution(*, args: str, job_id: str | None, start_time: str | None = None) -> bytes:
@@ -283,10 +357,22 @@ def call_args(call: dict) -> dict[str, dict]:
 
 def derive_entries(kind: str, object_id: str, payload: bytes) -> list[IndexEntry]:
     """The index entries an object implies; reindex-from-objects and the journal both use it."""
+    try:
+        doc = decode_value(payload, object_id)[0] if kind == VALUE else None
+        if kind in (CALL, JOB, EXECUTION, TAG, HANDLE, HANDLE_EDGE):
+            doc = _load(payload, object_id)
+        return _entries_of(kind, object_id, doc)
+    except (KeyError, TypeError, AttributeError, InvalidId) as exc:
+        raise CorruptObject(object_id, f"malformed {kind} payload: {exc!r}") from None
+
+
+def _entries_of(kind: str, object_id: str, doc: Any) -> list[IndexEntry]:
+    """derive_entries from the decoded document (a value's header); writers that just built
+    the document skip the JSON round trip."""
     entries: list[IndexEntry] = [("put", "objects", object_id, kind)]
     try:
         if kind == VALUE:
-            header, _ = decode_value(payload, object_id)
+            header = doc
             for child in header["subvalues"]:
                 entries.append(("add", "subvalues", object_id, validate_hash(child)))
             entries.append(("put", "value_type", object_id, str(header["type"])))
@@ -296,7 +382,7 @@ def derive_entries(kind: str, object_id: str, payload: bytes) -> list[IndexEntry
                 entries.append(("put", "task_name", object_id, name_key))
                 entries.append(("add", "tasks_by_name", name_key, object_id))
         elif kind == CALL:
-            call = _load(payload, object_id)
+            call = doc
             task_hash = validate_hash(call["task_hash"])
             args_hash = validate_hash(call["args_hash"])
             ts = ts_key(call.get("timestamp"))
@@ -307,13 +393,13 @@ def derive_entries(kind: str, object_id: str, payload: bytes) -> list[IndexEntry
             for task in call.get("subtree_tasks", ()):
                 entries.append(("add", "call_subtree", object_id, validate_hash(task)))
         elif kind == JOB:
-            entries.extend(job_entries(object_id, _load(payload, object_id), ended=True))
+            entries.extend(job_entries(object_id, doc, ended=True))
         elif kind == EXECUTION:
-            execution = _load(payload, object_id)
+            execution = doc
             ts = ts_key(execution.get("start_time"))
             entries.append(("add", "executions", EXECUTIONS_KEY, f"{ts}:{validate_uuid(object_id)}"))
         elif kind == TAG:
-            tag = _load(payload, object_id)
+            tag = doc
             for parent in tag["parents"]:
                 entries.append(("add", "tag_children", validate_hash(parent), object_id))
             entity_id = tag["entity_id"]
@@ -322,12 +408,12 @@ def derive_entries(kind: str, object_id: str, payload: bytes) -> list[IndexEntry
                 if tag["key"] == CONTEXT_KEY and is_hash(tag["value"]):
                     entries.append(("add", "call_context", entity_id, tag["value"]))
         elif kind == HANDLE:
-            handle = _load(payload, object_id)
+            handle = doc
             handle_hash = validate_hash(handle["hash"])
             entries.append(("put", "handles", handle_hash, object_id))
             entries.append(("add", "handles_by_name", handle_name_key(handle["fullname"]), handle_hash))
         elif kind == HANDLE_EDGE:
-            edge = _load(payload, object_id)
+            edge = doc
             entries.append(("add", "handle_children", validate_hash(edge["parent"]), validate_hash(edge["child"])))
     except (KeyError, TypeError, AttributeError, InvalidId) as exc:
         raise CorruptObject(object_id, f"malformed {kind} payload: {exc!r}") from None

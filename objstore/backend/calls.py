@@ -40,13 +40,15 @@ class Calls:
         args: Iterable[ArgSpec],
         subtree_task_hashes: Iterable[str],
         timestamp: datetime | None = None,
+        call_hash: str | None = None,
     ) -> str:
         """Record a finished call; returns redun's call_hash. Idempotent (existing node kept).
 
         Children not recorded (prov=False) are left out of the stored children, as redun does;
         the hash still covers all of them.
         """
-        call_hash = hashing.hash_call_node(task_hash, args_hash, result_hash, list(child_call_hashes))
+        if call_hash is None:  # an adapter that already hashed the node passes it
+            call_hash = hashing.hash_call_node(task_hash, args_hash, result_hash, list(child_call_hashes))
         if self.core.has(call_hash):
             return call_hash
         core = self.core
@@ -59,7 +61,8 @@ class Calls:
                 "value_hash": validate_hash(arg.value_hash),
                 "upstream": sorted({validate_hash(u) for u in arg.upstream}),
             }
-        payload = records.encode_call(
+        payload, entries = records.call_record(
+            call_hash,
             task_name=task_name,
             task_hash=validate_hash(task_hash),
             args_hash=validate_hash(args_hash),
@@ -69,7 +72,7 @@ class Calls:
             children=children,
             subtree_tasks=[validate_hash(t) for t in subtree_task_hashes],
         )
-        core.add(records.CALL, call_hash, payload)
+        core.add(records.CALL, call_hash, payload, entries)
         return call_hash
 
     def get_call_node(self, call_hash: str) -> Any:

@@ -170,8 +170,10 @@ class Core:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def add(self, kind: str, object_id: str, payload: bytes) -> None:
-        entries = records.derive_entries(kind, object_id, payload)
+    def add(self, kind: str, object_id: str, payload: bytes, entries: list | None = None) -> None:
+        """Buffer an object; ``entries`` (from a records.*_record builder) spare re-parsing it."""
+        if entries is None:
+            entries = records.derive_entries(kind, object_id, payload)
         with self.lock:
             self.repo.add(object_id, kind, payload, entries)
             self._overlay.apply(entries)

@@ -94,7 +94,8 @@ class Jobs:
                 job_id, task_hash=task_hash, execution_id=execution_id, parent_id=parent_id, now=now
             )
             self._started.pop(job_id, None)
-        payload = records.encode_job(
+        payload, entries = records.job_record(
+            job_id,
             start_time=info["start_time"],
             end_time=records.format_timestamp(now),
             task_hash=info["task_hash"],
@@ -104,7 +105,7 @@ class Jobs:
             execution_id=info["execution_id"],
             args_hash=validate_hash(args_hash) if args_hash else None,
         )
-        self.core.add(records.JOB, job_id, payload)
+        self.core.add(records.JOB, job_id, payload, entries)
 
     def _start_note(self, job_id: str) -> dict | None:
         note = self.core.lookup("job_start", job_id)

@@ -61,17 +61,14 @@ class Values:
         for sub in subs:
             validate_hash(sub.value_hash)
             self.check_size(len(sub.data), "subvalue")
-        payload = records.encode_value(
-            spec.type, spec.format, spec.data, [s.value_hash for s in subs], spec.subtype
+        payload, entries = records.value_record(
+            spec.value_hash, spec.type, spec.format, spec.data, [s.value_hash for s in subs], spec.subtype
         )
-        self.core.add(records.VALUE, spec.value_hash, payload)
+        self.core.add(records.VALUE, spec.value_hash, payload, entries)
         for sub in subs:
             if not self.core.has(sub.value_hash):
-                self.core.add(
-                    records.VALUE,
-                    sub.value_hash,
-                    records.encode_value(sub.type, sub.format, sub.data, (), sub.subtype),
-                )
+                payload, entries = records.value_record(sub.value_hash, sub.type, sub.format, sub.data, (), sub.subtype)
+                self.core.add(records.VALUE, sub.value_hash, payload, entries)
         return True
 
     def get_value(self, value_hash: str) -> Any:
