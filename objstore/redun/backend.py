@@ -131,6 +131,7 @@ class ObjstoreBackend(RedunBackend):
         self.flush_every = int(flush_every if flush_every is not None else config.get("objstore_flush_every", 5000))
         self._repo = repo
         self._prov: Optional[Provenance] = None
+        self._stored_tasks: set[str] = set()  # bounded by the number of distinct tasks
         self._open_lock = threading.RLock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -187,6 +188,7 @@ class ObjstoreBackend(RedunBackend):
             self._repo = None
             _live_backends.discard(self)
             prov.close()
+            self._stored_tasks.clear()
 
     def __enter__(self) -> "ObjstoreBackend":
         return self
@@ -212,6 +214,18 @@ class ObjstoreBackend(RedunBackend):
         )
 
     def record_value(self, value: Any, data: Optional[bytes] = None) -> str:
+        if data is None and isinstance(value, RedunTask):
+            # Every job start records its task: once stored, a task hash is all it takes (a
+            # Task's value hash is its task hash; serializing it again would be the cost).
+            task_hash = value.hash
+            if task_hash in self._stored_tasks:
+                return task_hash
+            recorded = self._record_value(value, None)
+            self._stored_tasks.add(recorded)
+            return recorded
+        return self._record_value(value, data)
+
+    def _record_value(self, value: Any, data: Optional[bytes]) -> str:
         registry = self.type_registry
         value_interface = registry.get_value(value)
         if data is None:
@@ -317,6 +331,7 @@ class ObjstoreBackend(RedunBackend):
             child_call_hashes=child_call_hashes,
             args=args,
             subtree_task_hashes=[task.hash for task in subtree_tasks],
+            call_hash=call_hash,
         )
         assert recorded == call_hash
         return call_hash
