@@ -22,8 +22,9 @@ Backends (``--redun-backend``):
 
 Deselect file (``--redun-deselect``, default ``tests/redun_deselect.txt``): one entry per line,
 ``<category> <test id> <reason>``; ``service`` entries (whole files or tests needing services or
-packages we do not have) are ignored in every mode, ``sql`` entries (tests that reach into
-SQLAlchemy / RedunBackendDb beyond the abstract API) only when the backend is not sqlite.
+packages we do not have) are ignored in every mode; ``sql`` entries (tests that reach into
+SQLAlchemy / RedunBackendDb beyond the abstract API) and ``subrun`` entries (redun's subrun builds
+its own backend from config, whatever the parent uses) only when the backend is not sqlite.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 DEFAULT_DESELECT = HERE / "redun_deselect.txt"
 BACKENDS = ("objstore", "sqlite", "sqlite-wrapped")
+# service: never run; sql / subrun: not run unless the backend is redun's own sqlite.
+CATEGORIES = ("service", "sql", "subrun")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,8 +64,8 @@ def read_deselect(path: str | Path) -> dict[str, tuple[str, str]]:
         if not line or line.startswith("#"):
             continue
         parts = line.split(None, 2)
-        if len(parts) < 3 or parts[0] not in ("service", "sql"):
-            raise pytest.UsageError(f"{path}:{lineno}: want '<service|sql> <test id> <reason>'")
+        if len(parts) < 3 or parts[0] not in CATEGORIES:
+            raise pytest.UsageError(f"{path}:{lineno}: want '<{'|'.join(CATEGORIES)}> <test id> <reason>'")
         category, test_id, reason = parts
         if test_id in entries:
             raise pytest.UsageError(f"{path}:{lineno}: {test_id} listed twice")
@@ -215,7 +218,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config):
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     entries = config._redun_deselect
     keep, dropped = [], []
-    counts = {"service": 0, "sql": 0}
+    counts = dict.fromkeys(CATEGORIES, 0)
     for item in items:
         hit = next((entries[k] for k in _item_keys(item) if k in entries), None)
         if hit and (hit[0] == "service" or config._redun_mode != "sqlite"):
@@ -238,7 +241,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     if counts is not None:
         terminalreporter.write_line(
             f"redun suite [{config._redun_mode}]: deselected {counts['service']} service, "
-            f"{counts['sql']} sql-only (see {config.getoption('--redun-deselect')})")
+            f"{counts['sql']} sql-only, {counts['subrun']} subrun "
+            f"(see {config.getoption('--redun-deselect')})")
 
 
 @pytest.hookimpl(trylast=True)

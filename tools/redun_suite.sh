@@ -24,6 +24,8 @@ fi
 SITE="$("$PY" -c 'import redun, os; print(os.path.dirname(os.path.dirname(redun.__file__)))')"
 # redun's tests use paths relative to site-packages (e.g. redun/tests/test_data/...), so run there;
 # -c /dev/null keeps this repository's pytest settings (testpaths) out of it; rootdir for ids.
+# `redun launch` tests start the redun CLI by name.
+export PATH="$(dirname "$PY"):$PATH"
 cd "$SITE"
 export PYTHONPATH="$ROOT/tests:$ROOT/tests/redun_suite_site${PYTHONPATH:+:$PYTHONPATH}"
 # Test paths given after -- (redun/tests/test_x.py...) replace the default of the whole suite.
