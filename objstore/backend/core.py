@@ -89,7 +89,6 @@ class Core:
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
         self._closing = False
-        self._bg_error: BaseException | None = None
         # Where a local repository keeps eval heads, for a cheap stat before the GET of a miss.
         self._local_evals: str | None = None
         if fs_mod.is_local(getattr(repo, "fs", None)):
@@ -223,13 +222,14 @@ class Core:
         """
         with self._flush_mutex:
             self._flush_locked()
-            self._bg_error = None
 
     def _flush_locked(self) -> None:
         with self.lock:
-            if not self._pending:
-                self.repo.flush()  # cheap when empty; covers anything buffered around us
-                return
+            empty = not self._pending
+        if empty:
+            self.repo.flush()  # cheap when empty; covers anything buffered around us
+            return
+        with self.lock:
             # Swap before the repository swaps its buffer: an entry added in between is in
             # both the new overlay and this flush, which only keeps it in memory a bit longer.
             flushing, self._flushing = self._overlay, self._overlay
@@ -245,7 +245,8 @@ class Core:
                 merged.merge_under(self._overlay)
                 self._overlay = merged
                 self._pending += pending
-                self._flushing = None
+                # _flushing stays until the next swap: a reader that already passed the old
+                # overlay still finds these entries there.
             raise
         self._flushing = None
 
@@ -284,17 +285,9 @@ class Core:
             if self._closing:
                 return
             try:
-                self.flush_background()
+                self.flush()
             except Exception as exc:  # kept for the next foreground flush, which retries
                 log.warning("objstore: background flush failed (will retry): %s", exc)
-
-    def flush_background(self) -> None:
-        with self._flush_mutex:
-            try:
-                self._flush_locked()
-            except BaseException as exc:
-                self._bg_error = exc
-                raise
 
     def stop(self) -> None:
         """Stop the background worker (after its current flush); does not flush."""
