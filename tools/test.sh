@@ -19,13 +19,14 @@ fi
 # Re-install only when pyproject.toml changed since the last successful install:
 # pip's own "already satisfied" pass costs several seconds on every run.
 STAMP=.venv/.objstore-test-installed
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] \
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ tools/test-constraints.txt -nt "$STAMP" ] \
         || ! .venv/bin/python -c "
 import importlib.util as u, sys
 need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun']
 sys.exit(any(u.find_spec(m) is None for m in need))" >/dev/null 2>&1; then
     echo "tools/test.sh: pip install -e '.[test]'" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    # The constraints file is what makes this resolve at all (see its header).
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c tools/test-constraints.txt -e '.[test]'
     touch "$STAMP"
 fi
 
