@@ -123,7 +123,9 @@ def format_duration(seconds: float | None) -> str:
 def format_tags(tags: list) -> str:
     if not tags:
         return ""
-    return "(" + ", ".join(f"{k}={json.dumps(v, sort_keys=True, default=repr)}" for k, v in tags) + ")"
+    # Sorted so two executions with the same tags print them the same way.
+    items = sorted((k, json.dumps(v, sort_keys=True, default=repr)) for k, v in tags)
+    return "(" + ", ".join(f"{k}={v}" for k, v in items) + ")"
 
 
 def format_counts(counts) -> str:
