@@ -402,19 +402,23 @@ class Index:
             raise ValueError(f"an index entry is (op, table, key, value), not {entry!r}") from None
         if op not in OPS:
             raise ValueError(f"unknown index op {op!r} (expected one of {sorted(OPS)})")
-        if table not in self.tables:
+        multi = self.tables.get(table)
+        if multi is None:
             raise KeyError(f"unknown index table {table!r}")
-        multi = self.tables[table]
         if not isinstance(value, str):
             raise TypeError(f"index value must be str, not {type(value).__name__}")
-        k = encode_key(key)
-        if multi and op in ("put", "add", "del") and value:
-            v = encode_key(value, "value in a multi table")
-        else:
-            v = value.encode("utf-8")
+        # Inline fast path of encode_key (called for every buffered entry); it raises the errors.
+        k = key.encode("utf-8") if isinstance(key, str) else encode_key(key)
+        if not 0 < len(k) <= MAX_KEY_BYTES:
+            encode_key(key)
+        v = value.encode("utf-8")
+        if multi and op != "delall" and v and len(v) > MAX_KEY_BYTES:
+            encode_key(value, "value in a multi table")
         return op, self._dbs[table], multi, k, v
 
-    def apply(self, entries: Iterable[IndexEntry], *, segment: str | None = None) -> None:
+    def apply(
+        self, entries: Iterable[IndexEntry], *, segment: str | None = None, prechecked: bool = False
+    ) -> None:
         """Apply entries in order, in ONE write txn, optionally marking ``segment`` as seen.
 
         Ops: ``put`` sets the key to exactly this value (a multi table drops its other
@@ -422,9 +426,20 @@ class Index:
         is absent; ``del`` removes that value (an empty value: the whole key); ``delall``
         removes the key with every value. Everything is validated before the txn starts,
         so a bad entry leaves the index untouched.
+
+        ``prechecked``: every entry already passed ``check_entry`` and is a tuple of four str
+        (immutable, so still valid); only the encoding is redone. The repository checks an
+        entry once, when it is buffered, and would otherwise pay for it twice per flush.
         """
         self._check_open()
-        items = [self.check_entry(e) for e in entries]
+        if prechecked:
+            dbs, tables = self._dbs, self.tables
+            items = [
+                (op, dbs[table], tables[table], key.encode("utf-8"), value.encode("utf-8"))
+                for op, table, key, value in entries
+            ]
+        else:
+            items = [self.check_entry(e) for e in entries]
         seg = encode_key(segment, "segment name") if segment is not None else None
         seg_db = self._dbs[SEGMENTS]
 

@@ -131,7 +131,7 @@ def _segment_doc(writer: str, objects: list[list[str]], entries: list[IndexEntry
         "version": 1,
         "writer": writer,
         "objects": objects,
-        "entries": [list(e) for e in entries],
+        "entries": entries,  # tuples: canonical_json writes them as the same JSON arrays
     }
 
 
@@ -242,10 +242,14 @@ class Repository:
     # -- write buffer ---------------------------------------------------------------------
 
     def _checked(self, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
+        # The one full check of an entry: it raises here, at the writer, and what is buffered
+        # is an immutable tuple of str, so the flush writes it to the journal and hands it to
+        # the index (apply(prechecked=True)) without checking it again.
+        check = self.index.check_entry
         out = []
         for e in entries:
-            self.index.check_entry(e)  # raises early, at the writer, not at every reader
-            out.append(tuple(e))
+            check(e)
+            out.append(e if type(e) is tuple else tuple(e))
         return out
 
     def add(
@@ -320,7 +324,7 @@ class Repository:
             try:
                 # The segment is in the repository now; a failure here only delays this
                 # index (refresh() ingests the segment later), so the buffer is not restored.
-                self.index.apply(index_entries, segment=segment)
+                self.index.apply(index_entries, segment=segment, prechecked=True)
             finally:
                 with self._lock:
                     self._flushing = None
@@ -474,7 +478,7 @@ class Repository:
             else:
                 log.warning("%s: skipping malformed object listing %r", where, item)
         entries = self._valid(doc.get("entries") or [], where)
-        self.index.apply(self._index_entries(listing, entries), segment=name)
+        self.index.apply(self._index_entries(listing, entries), segment=name, prechecked=True)
 
     def refresh(self, progress: Progress | None = None) -> int:
         """Ingest, in name order, the journal segments this index has not seen; how many."""
@@ -543,7 +547,7 @@ class Repository:
                     derived = []
                 entries.extend(self._index_entries([[oid, kind]], derived))
                 stats["objects"] += 1
-            self.index.apply(self._valid(entries, "reindex"))
+            self.index.apply(self._valid(entries, "reindex"), prechecked=True)
             ids.clear()
             if progress:
                 progress("objects", stats["objects"])

@@ -268,3 +268,19 @@ def test_unknown_table_and_bad_entries(ix):
         ix.apply([("put", "objects", "k", 3)])  # type: ignore[list-item]
     with pytest.raises(ValueError):
         Index(os.devnull + "-never", {"_meta": False})
+
+
+def test_prechecked_apply_matches_checked_apply(tmp_path):
+    entries = [
+        ("put", "objects", "a", "1"), ("add", "tags", "k", "x"), ("add", "tags", "k", "y"),
+        ("del", "tags", "k", "x"), ("put", "objects", "é", "ü"), ("add", "objects", "a", "2"),
+        ("delall", "tags", "gone", ""), ("del", "objects", "nope", ""),
+    ]
+    with Index(tmp_path / "one", TABLES) as one, Index(tmp_path / "two", TABLES) as two:
+        for e in entries:
+            one.check_entry(e)
+        one.apply(entries, segment="s", prechecked=True)
+        two.apply(entries, segment="s")
+        for table in TABLES:
+            assert list(one.scan(table)) == list(two.scan(table))
+        assert one.segments() == two.segments() == {"s"}

@@ -201,6 +201,23 @@ def test_validation_happens_at_the_writer(repo):
     assert repo.pending() == 0
 
 
+def test_entries_checked_once_at_the_writer_are_what_the_journal_and_index_get(repo, target):
+    # Entries are checked when buffered and trusted at the flush: a list (mutable) handed in
+    # must be copied, so changing it afterwards cannot smuggle anything past the check.
+    v = value_obj("once")
+    entry = ["put", "value_type", v[0], "builtins.int"]
+    repo.add(v[0], v[1], v[2], [entry])
+    entry[1], entry[2] = "no_such_table", "../x"
+    with pytest.raises(ValueError):
+        repo.note([("put", "value_type", "k" * 600, "v")])  # too long for LMDB: refused here
+    repo.flush()
+    (name,) = journal_names(target)
+    raw = target.fs().cat_file(f"{target.root}/journal/{name}")
+    doc = json.loads(codec.decode(raw, object_id=name)[1])
+    assert doc["entries"] == [["put", "value_type", v[0], "builtins.int"]]
+    assert repo.index.get("value_type", v[0]) == "builtins.int"
+
+
 def test_segment_names_strictly_increase(repo, target):
     for i in range(20):
         repo.note([("put", "job_start", str(uuid.uuid4()), str(i))])
