@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import random
 import uuid
 
 import pytest
@@ -144,6 +146,10 @@ class BackendPair(RuleBasedStateMachine):
         self.ob = ObjstoreBackend(url=f"{self.tmp.name}/repo", index_dir=f"{self.tmp.name}/index")
         self.ob.load()
         self.clock = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+        # Ids from a fixed-seed generator rather than uuid4: tag hashes cover entity ids, and
+        # the generator samples parents from sorted tag hashes, so random ids would make a
+        # derandomized run draw different sequences each time.
+        self.ids = random.Random(0)
         self.value_hashes: set[str] = set()
         self.executions: list[str] = []
         self.running: list[tuple[Job, int]] = []  # (job, args index)
@@ -162,6 +168,9 @@ class BackendPair(RuleBasedStateMachine):
             self.tmp.cleanup()
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self.ids.getrandbits(128), version=4))
 
     def tick(self) -> dt.datetime:
         self.clock += dt.timedelta(milliseconds=1)
@@ -193,11 +202,11 @@ class BackendPair(RuleBasedStateMachine):
 
     @rule(t=st.sampled_from(TASKS), ai=st.integers(0, len(ARGS) - 1))
     def start_execution(self, t, ai):
-        exec_id = str(uuid.uuid4())
+        exec_id = self.new_id()
         argv = ["scheduler.run", f"{t.fullname}()"]
         self.both("record_execution", exec_id, argv)
         a, k = ARGS[ai]
-        job = Job(t, t(*a, **k), execution=Execution(exec_id))
+        job = Job(t, t(*a, **k), id=self.new_id(), execution=Execution(exec_id))
         self.both("record_job_start", job, now=self.tick())
         self.executions.append(exec_id)
         self.running.append((job, ai))
@@ -208,7 +217,7 @@ class BackendPair(RuleBasedStateMachine):
     def start_child(self, data, t, ai):
         parent, _ = data.draw(st.sampled_from(self.running))
         a, k = ARGS[ai]
-        job = Job(t, t(*a, **k), parent_job=parent, execution=parent.execution)
+        job = Job(t, t(*a, **k), id=self.new_id(), parent_job=parent, execution=parent.execution)
         self.both("record_job_start", job, now=self.tick())
         self.running.append((job, ai))
         self.children.setdefault(parent.id, []).append(job)
@@ -273,7 +282,7 @@ class BackendPair(RuleBasedStateMachine):
           current=st.sets(st.sampled_from(TASKS)))
     def check_cache(self, data, t, ai, scope, valid, context, allowed, current):
         exec_id = (data.draw(st.sampled_from(self.executions))
-                   if self.executions and data.draw(st.booleans()) else str(uuid.uuid4()))
+                   if self.executions and data.draw(st.booleans()) else self.new_id())
         args_hash = args_hash_of[ai]
         eval_hash = hash_struct(["Eval", t.hash, args_hash])
         ctx = context_hashes[context] if context is not None else None
@@ -398,7 +407,7 @@ class BackendPair(RuleBasedStateMachine):
     def jobs_agree(self):
         for job in [j for j, _ in self.running] + self.ended:
             self.same("get_job", job.id)
-        self.same("get_job", str(uuid.uuid4()))
+        self.same("get_job", self.new_id())
 
     @rule(data=st.data())
     def values_agree(self, data):
@@ -417,11 +426,30 @@ class BackendPair(RuleBasedStateMachine):
         a, b = self.both("iter_record_ids", roots)
         a, b = list(a), list(b)
         assert len(a) == len(set(a)) and len(b) == len(set(b)), "ids yielded twice"
-        assert set(a) == set(b)
+        # sqlite yields None once for every walk that reaches a job still running: its
+        # "Job.call_hash" edge is the NULL column, yielded like an id (redun's
+        # get_job_child_edges does not filter it). Not observable to a redun user: the only
+        # callers (`redun export`, `redun push`/`pull`) pass the ids straight to get_records /
+        # put_records, where None matches no record. objstore yields only real ids (tested in
+        # test_redun_backend.py), so None is dropped from sqlite's side only.
+        assert None not in b, "objstore yielded None as a record id"
+        assert set(a) - {None} == set(b)
 
 
+# CI mode (the default): a fixed example count sized to stay well under 60 s on the 2-core CI
+# box, derandomize=True and no example database, so the same sequences run every time and a
+# green suite stays green. Randomized mode for hunting divergences locally (what found the
+# fixes in this file's history):
+#   DIFF_RANDOM=1 DIFF_EXAMPLES=500 python -m pytest -q tests/test_differential.py \
+#       --hypothesis-seed=N          # N = 1, 2, 3, ...; omit for a fresh random seed
+# DIFF_STEPS changes the calls per sequence (default 30).
+_RANDOM = os.environ.get("DIFF_RANDOM", "") not in ("", "0")
 BackendPair.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=30, deadline=None,
+    max_examples=int(os.environ.get("DIFF_EXAMPLES", "60")),
+    stateful_step_count=int(os.environ.get("DIFF_STEPS", "30")),
+    deadline=None,
+    derandomize=not _RANDOM,
+    **({} if _RANDOM else {"database": None}),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_backends_agree = BackendPair.TestCase
 
