@@ -317,3 +317,39 @@ def test_objstore_records_into_sqlite(backend):
     assert db.put_records(records) == len(records)
     again = list(db.get_records(ids))
     assert sorted(map(_norm, again)) == sorted(map(_norm, records))
+
+
+# -- agreement with sqlite where the differential test found divergences ---------------------
+
+
+def _both_backends(tmp_path):
+    db = RedunBackendDb(db_uri="sqlite:///:memory:")
+    db.load()
+    ob = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"))
+    ob.load()
+    return db, ob
+
+
+def test_cse_hit_when_job_args_hash_was_never_set(tmp_path):
+    # sqlite's CSE query joins Job to its CallNode and takes args_hash from the node, so a
+    # caller that records jobs without job.args_hash (only the scheduler sets it) still hits.
+    # objstore keyed its CSE entry on job.args_hash alone and missed.
+    from redun.scheduler import Execution, Job
+    from redun.task import hash_args_eval
+
+    exec_id = "00000000-0000-4000-8000-000000000001"
+    for backend in _both_backends(tmp_path):
+        eval_hash, args_hash = hash_args_eval(backend.type_registry, add, (1, 2), {})
+        backend.record_execution(exec_id, ["run"])
+        job = Job(add, add(1, 2), id="00000000-0000-4000-8000-000000000002", execution=Execution(exec_id))
+        assert job.args_hash is None
+        backend.record_job_start(job)
+        result_hash = backend.record_value(3)
+        job.call_hash = backend.record_call_node(
+            add.fullname, add.hash, args_hash, ((1, 2), {}), ((1, 2), {}), result_hash, [], {add})
+        backend.record_job_end(job)
+        got = backend.check_cache(add.hash, args_hash, eval_hash, exec_id, {add.hash},
+                                  CacheScope.CSE, CacheCheckValid.FULL)
+        assert got == (3, job.call_hash, CacheResult.CSE), type(backend).__name__
+        if isinstance(backend, ObjstoreBackend):
+            backend.close()

@@ -94,6 +94,13 @@ class Jobs:
                 job_id, task_hash=task_hash, execution_id=execution_id, parent_id=parent_id, now=now
             )
             self._started.pop(job_id, None)
+        if call_hash and not args_hash:
+            # redun's CSE query takes args_hash from the job's CallNode (a join), not from the
+            # job; a caller that never set job.args_hash (anything but the scheduler) must
+            # still get the CSE hit sqlite gives it, so the call node supplies it.
+            call = self.core.get_meta(validate_hash(call_hash), records.CALL)
+            if call is not MISSING:
+                args_hash = call.get("args_hash")
         payload, entries = records.job_record(
             job_id,
             start_time=info["start_time"],
