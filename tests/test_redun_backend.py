@@ -353,3 +353,26 @@ def test_cse_hit_when_job_args_hash_was_never_set(tmp_path):
         assert got == (3, job.call_hash, CacheResult.CSE), type(backend).__name__
         if isinstance(backend, ObjstoreBackend):
             backend.close()
+
+
+def test_delete_tags_without_tags_or_keys_clears_the_entity_like_sqlite(tmp_path):
+    # `redun tag rm <id> --` calls delete_tags(id, [], []): sqlite's empty or_() filter matches
+    # every current tag, so the entity is cleared. objstore used to delete nothing.
+    import warnings
+
+    results = []
+    for backend in _both_backends(tmp_path):
+        value_hash = backend.record_value(7)
+        other_hash = backend.record_value(8)
+        backend.record_tags(TagEntity.Value, value_hash, [("env", "dev"), ("stage", 1)])
+        backend.record_tags(TagEntity.Value, other_hash, [("env", "dev")])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SQLAlchemy's deprecation of an empty or_()
+            rows = backend.delete_tags(value_hash, [], keys=[])
+        tags = backend.get_tags([value_hash, other_hash])
+        results.append((sorted(rows), {k: dict(v) for k, v in tags.items()}))
+        if isinstance(backend, ObjstoreBackend):
+            backend.close()
+    sqlite, objstore = results
+    assert sqlite == objstore
+    assert objstore[1] == {backend.type_registry.get_hash(8): {"env": ["dev"]}}

@@ -84,10 +84,15 @@ class Tags:
         """Supersede matching current tags with a delete tag (Null entity, key "", value None)."""
         wanted = {(key, hashing.json_dumps(value)) for key, value in tags}
         keys = set(keys)
+        # No tags and no keys deletes *every* current tag of the entity, as redun's sqlite
+        # backend does (its filter is an empty or_(), which SQLAlchemy renders as no condition).
+        # Kept rather than treated as a bug: `redun tag rm <id> --` reaches it from the CLI and
+        # has always cleared the entity there, so a user may rely on it.
+        everything = not wanted and not keys
         parents = [
             tag_hash
             for tag_hash, tag in self.current_tags(entity_id)
-            if tag["key"] in keys or (tag["key"], hashing.json_dumps(tag["value"])) in wanted
+            if everything or tag["key"] in keys or (tag["key"], hashing.json_dumps(tag["value"])) in wanted
         ]
         return self.record_tags(NULL_ENTITY, "", [("", None)], parents=parents)
 
