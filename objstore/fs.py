@@ -37,6 +37,10 @@ __all__ = [
     "TEMP_PREFIX",
     "temp_name",
     "fsync_dir",
+    "fsync_all",
+    "fsync_dirs",
+    "make_dir",
+    "replace_many",
     "gcs_upload",
     "link_into_place",
     "storage_error",
@@ -168,6 +172,133 @@ def fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# fsync's cost is mostly waiting for the filesystem's journal commit and the disk's cache
+# flush; fsyncs issued concurrently share one commit (ext4/xfs group commit). Measured here,
+# 5 objects + an eval head + a journal segment per flush: 40-48 ms with one fsync after
+# another, 5-6 ms with each phase's fsyncs issued together.
+_SYNC_WORKERS = 16
+_sync_pool: Any = None
+_sync_pool_pid = 0
+_sync_pool_lock = threading.Lock()
+
+
+def _pool() -> Any:
+    global _sync_pool, _sync_pool_pid
+    with _sync_pool_lock:
+        # A pool inherited through fork() has no threads behind it: make a new one.
+        if _sync_pool is None or _sync_pool_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            _sync_pool = ThreadPoolExecutor(_SYNC_WORKERS, thread_name_prefix="objstore-fsync")
+            _sync_pool_pid = os.getpid()
+        return _sync_pool
+
+
+def _run_all(fn: Any, args: list[Any]) -> None:
+    """fn(a) for every a, concurrently when there are several; the first error is raised
+    after all have finished."""
+    if len(args) <= 1:
+        for a in args:
+            fn(a)
+        return
+    futures = [_pool().submit(fn, a) for a in args]
+    errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
+
+
+def fsync_all(fds: list[int]) -> None:
+    """fsync every open file descriptor, concurrently."""
+    _run_all(os.fsync, list(fds))
+
+
+def fsync_dirs(directories: Iterator[str] | list[str] | set[str]) -> None:
+    """fsync_dir each distinct directory once, concurrently."""
+    _run_all(fsync_dir, sorted(set(directories)))
+
+
+def make_dir(directory: str) -> list[str]:
+    """Create ``directory`` (and missing parents); the directories whose entries changed.
+
+    One mkdir in the common case (the parent exists), instead of os.makedirs' stat and path
+    juggling. The returned parents are what a durable writer must fsync for the new names.
+    """
+    try:
+        os.mkdir(directory)
+        return [os.path.dirname(directory)]
+    except FileExistsError:
+        return []
+    except FileNotFoundError:
+        pass
+    changed: list[str] = []
+    parent = os.path.dirname(directory)
+    if parent != directory:
+        changed = make_dir(parent)
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return changed
+    return changed + [parent]
+
+
+def replace_many(fs: AbstractFileSystem, items: list[tuple[str, bytes]], *, durable: bool) -> None:
+    """atomic_write for each (path, data), in order; a later duplicate path wins.
+
+    Locally and durable, every temp file is fsync'd together, renamed, and then each touched
+    directory is fsync'd once: one round of waiting per phase instead of two per file.
+    """
+    if not is_local(fs) or not items:
+        for path, data in items:
+            atomic_write(fs, path, data, durable=durable)
+        return
+    staged: list[tuple[str, str]] = []
+    fds: list[int] = []
+    changed: set[str] = set()
+    try:
+        for path, data in items:
+            with translate(path, passthrough=()):
+                directory = os.path.dirname(path)
+                tmp = os.path.join(directory, temp_name())
+                try:
+                    fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+                except FileNotFoundError:
+                    changed.update(make_dir(directory))
+                    fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+                staged.append((tmp, path))
+                fds.append(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+        if durable:
+            with translate(items[0][0], passthrough=()):
+                fsync_all(fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        for tmp, _ in staged:
+            _unlink_quietly(tmp)
+        raise
+    for fd in fds:
+        os.close(fd)
+    done = 0
+    try:
+        for tmp, path in staged:
+            with translate(path, passthrough=()):
+                os.replace(tmp, path)
+            done += 1
+            changed.add(os.path.dirname(path))
+    finally:
+        for tmp, _ in staged[done:]:  # what a failed rename left behind
+            _unlink_quietly(tmp)
+    if durable:
+        with translate(items[0][0], passthrough=()):
+            fsync_dirs(changed)
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def _write_local_temp(path: str, data: bytes, *, durable: bool) -> str:

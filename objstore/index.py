@@ -158,7 +158,10 @@ class Index:
                         max_dbs=len(tables) + 2,
                         lock=True,
                         sync=durable,
-                        metasync=durable,
+                        # One fsync per durable commit instead of two: without the meta
+                        # flush a crash can undo the last commit but never corrupts, and
+                        # the index is derived (refresh re-ingests that journal segment).
+                        metasync=False,
                         readahead=False,  # random point lookups; readahead only evicts cache
                         max_readers=512,
                     )

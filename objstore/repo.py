@@ -334,9 +334,13 @@ class Repository:
     ) -> tuple[str, list[IndexEntry]]:
         if objects:
             self.store.put_many((oid, kind, payload) for oid, (kind, payload, _) in objects.items())
-        for eval_hash, value_hash in evals.items():
-            fs_mod.atomic_write(
-                self.fs, self._eval_path(eval_hash), value_hash.encode("ascii"), durable=self.durable
+        if evals:
+            # All heads at once: locally and durable, one fsync round for the files and one
+            # for their directories, after the objects' (the order a crash must respect).
+            fs_mod.replace_many(
+                self.fs,
+                [(self._eval_path(h), v.encode("ascii")) for h, v in evals.items()],
+                durable=self.durable,
             )
         entries: list[IndexEntry] = []
         for _, (_, _, derived) in objects.items():

@@ -455,6 +455,33 @@ def test_durable_local_store(tmp_path):
     assert store.get(oid(2)) == ("value", b"yy")
 
 
+def test_durable_put_many_batches_and_leaves_no_temp_files(tmp_path):
+    fs, root = open_url(str(tmp_path / "repo"))  # no objects/ yet: made on the first write
+    store = ObjectStore(fs, root, durable=True)
+    assert store.put(oid(3), "value", b"old")
+    items = [(oid(i), "value", b"v%d" % i) for i in range(40)] + [(oid(5), "value", b"again")]
+    created = store.put_many(items)
+    assert created == [i != 3 for i in range(40)] + [False]
+    assert store.get(oid(3)) == ("value", b"old") and store.get(oid(5)) == ("value", b"v5")
+    assert sorted(store.iter_ids()) == sorted(oid(i) for i in range(40))
+    leftovers = [n for _, _, names in os.walk(tmp_path) for n in names if n.startswith(TEMP_PREFIX)]
+    assert leftovers == []
+    with pytest.raises(ValueError):  # a bad kind fails before anything is linked; temps go too
+        store.put_many([(oid(50), "value", b"a"), (oid(51), "Bad Kind!", b"b")])
+    assert not store.has(oid(50))
+    assert [n for _, _, names in os.walk(tmp_path) for n in names if n.startswith(TEMP_PREFIX)] == []
+
+
+def test_replace_many_local_durable_last_duplicate_wins(tmp_path):
+    from objstore.fs import replace_many
+
+    fs, root = open_url(str(tmp_path))
+    items = [(f"{root}/evals/ab/{i}", b"%d" % i) for i in range(5)] + [(f"{root}/evals/ab/0", b"new")]
+    replace_many(fs, items, durable=True)
+    assert sorted(os.listdir(tmp_path / "evals" / "ab")) == ["0", "1", "2", "3", "4"]
+    assert (tmp_path / "evals" / "ab" / "0").read_bytes() == b"new"
+
+
 # --- crash safety --------------------------------------------------------------------------
 
 _CRASH_CHILD = textwrap.dedent(
