@@ -376,3 +376,133 @@ def test_delete_tags_without_tags_or_keys_clears_the_entity_like_sqlite(tmp_path
     sqlite, objstore = results
     assert sqlite == objstore
     assert objstore[1] == {backend.type_registry.get_hash(8): {"env": ["dev"]}}
+
+
+# -- bad input: a clear error or a miss, never a crash inside the scheduler --------------------
+
+
+@task()
+def big(n: int) -> str:
+    CALLS.append(f"big({n})")
+    return "J" * n
+
+
+@task()
+def small_then_big(x: int) -> list:
+    return [add(x, 1), big(add(x, 1000))]
+
+
+def test_value_over_max_value_size_is_clear_and_loses_nothing_recorded_earlier(tmp_path):
+    url = str(tmp_path / "repo")
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"), max_value_size=1000)
+    with pytest.raises(RedunDatabaseError, match=r"too large \(> 1000\).*max_value_size"):
+        scheduler_for(backend).run(small_then_big(5))
+    assert "add(5,1)" in CALLS and "big(1005)" in CALLS
+    # The refused value left nothing behind, and the backend still works.
+    assert backend.get_value(backend.type_registry.get_hash("J" * 1005)) == (None, False)
+    assert backend.record_value("fine") == backend.type_registry.get_hash("fine")
+    backend.close()
+    # What was recorded before the refusal is in the repository, read by another client.
+    fresh = ObjstoreBackend(url, index_dir=str(tmp_path / "idx2"), max_value_size=1000)
+    assert len(fresh.prov.jobs.list_executions()) == 1
+    assert fresh.get_value(fresh.type_registry.get_hash(6)) == (6, True)
+    assert fresh.get_value(fresh.type_registry.get_hash("fine")) == ("fine", True)
+    CALLS.clear()
+    assert scheduler_for(fresh).run(add(5, 1)) == 6
+    assert CALLS == []  # cached from the run that failed later
+    fresh.close()
+
+
+def test_ids_that_are_not_hashes_are_answered_as_sqlite_answers(tmp_path):
+    # A query naming something that cannot exist is absent (sqlite's answer); it is never an
+    # id turned into a path, and never an exception inside the scheduler's cache check.
+    bad_ids = ["../x", "../../etc/passwd", "", "ABC", "0" * 39, "/abs", "g" * 40, "x" * 600]
+    answers = []
+    for backend in _both_backends(tmp_path):
+        seen = []
+        for bad in bad_ids:
+            seen.append(("get_value", backend.get_value(bad)))
+            seen.append(("get_job", backend.get_job(bad)))
+            seen.append(("get_eval_cache", backend.get_eval_cache(bad)))
+            seen.append(("get_call_cache", backend.get_call_cache(bad)))
+            seen.append(("get_tags", backend.get_tags([bad])))
+            seen.append(("records", list(backend.get_records(list(backend.iter_record_ids([bad]))))))
+            for scope in (CacheScope.CSE, CacheScope.BACKEND):
+                for valid in CacheCheckValid:
+                    seen.append(("check_cache", backend.check_cache(
+                        bad, bad, bad, bad, {bad}, scope, valid, context_hash=bad or None)))
+        answers.append(seen)
+        if isinstance(backend, ObjstoreBackend):
+            # Writes refuse such an id with a clear error rather than storing it.
+            with pytest.raises(ValueError, match="not a 40-hex hash"):
+                backend.set_eval_cache("../x", add.hash, "0" * 40, 1)
+            assert not os.path.exists(tmp_path / "x")
+            backend.close()
+    sqlite, objstore = answers
+    assert objstore == sqlite
+    assert ("get_value", (None, False)) in objstore
+    assert all(r[1] == (None, None, CacheResult.MISS) for r in objstore if r[0] == "check_cache")
+
+
+def test_scheduler_check_cache_with_a_non_hash_eval_hash_runs_the_task(tmp_path):
+    backend = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"))
+    assert scheduler_for(backend).run(add(1, 1)) == 2
+    got = backend.check_cache(add.hash, "not-a-hash", "../evals/../../x", "not-a-uuid", {add.hash},
+                              CacheScope.BACKEND, CacheCheckValid.SHALLOW)
+    assert got == (None, None, CacheResult.MISS)
+    backend.close()
+
+
+def test_repository_of_a_newer_format_major_is_refused_on_load(tmp_path):
+    from objstore.errors import FormatError
+
+    url = str(tmp_path / "repo")
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    assert scheduler_for(backend).run(add(1, 2)) == 3
+    backend.close()
+    path = os.path.join(url, "objstore.json")
+    with open(path) as f:
+        fmt = json.load(f)
+    fmt["version"] = [fmt["version"][0] + 1, 0]
+    with open(path, "w") as f:
+        json.dump(fmt, f)
+    before = sorted(os.listdir(os.path.join(url, "objects")))
+    newer = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    with pytest.raises(FormatError, match=r"format version 2\.0 is newer.*upgrade objstore"):
+        newer.load()
+    # Refused before anything is written, and a scheduler on it fails the same clear way.
+    with pytest.raises(FormatError, match="newer"):
+        scheduler_for(ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))).run(add(1, 2))
+    assert sorted(os.listdir(os.path.join(url, "objects"))) == before
+    with open(path) as f:
+        assert json.load(f)["version"][0] == 2
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
+def test_damaged_value_behind_an_eval_head_is_a_miss_and_the_task_reruns(tmp_path, caplog, damage):
+    url = str(tmp_path / "repo")
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    assert scheduler_for(backend).run(add(40, 2)) == 42
+    backend.close()
+    value_hash = backend.type_registry.get_hash(42)
+    path = os.path.join(url, "objects", value_hash[:2], value_hash[2:])
+    if damage == "missing":
+        os.remove(path)
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" + data[8:])
+    # The same index, which still believes the value is there: only the object is damaged.
+    again = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    eval_hash, args_hash = _eval_of(again, add, 40, 2)
+    with caplog.at_level(logging.WARNING, logger="objstore"):
+        for valid in CacheCheckValid:
+            got = again.check_cache(add.hash, args_hash, eval_hash, "00000000-0000-4000-8000-000000000000",
+                                    {add.hash}, CacheScope.BACKEND, valid)
+            assert got == (None, None, CacheResult.MISS)
+    assert value_hash in caplog.text
+    CALLS.clear()
+    assert scheduler_for(again).run(add(40, 2)) == 42
+    assert CALLS == ["add(40,2)"]  # re-run, never a wrong hit
+    again.close()

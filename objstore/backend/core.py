@@ -19,7 +19,8 @@ from typing import Any, Iterable
 from objstore import fs as fs_mod
 from objstore import records
 from objstore.errors import CorruptObject, ObjectNotFound
-from objstore.ids import is_hash
+from objstore.ids import is_hash, is_uuid
+from objstore.index import MAX_KEY_BYTES
 from objstore.store import MISSING  # one sentinel for store, index and backend
 
 log = logging.getLogger("objstore.backend")
@@ -105,7 +106,12 @@ class Core:
             value = flushing.single.get(table, _EMPTY).get(key)
             if value is not None:
                 return value
-        found = self.index.get(table, key)
+        try:
+            found = self.index.get(table, key)
+        except (ValueError, TypeError):
+            if _indexable(key):
+                raise
+            return MISSING  # a key LMDB cannot hold (empty, over-long) was never written
         return found if isinstance(found, str) else MISSING
 
     def lookup_all(self, table: str, key: str) -> list[str]:
@@ -115,7 +121,12 @@ class Core:
             more = flushing.multi.get(table, _EMPTY).get(key)
             if more:
                 pending = more | pending if pending else more
-        stored = self.index.get_all(table, key)
+        try:
+            stored = self.index.get_all(table, key)
+        except (ValueError, TypeError):
+            if _indexable(key):
+                raise
+            stored = []
         if not pending:
             return list(stored)
         return sorted(set(stored) | pending)
@@ -141,7 +152,14 @@ class Core:
         return got_kind, payload
 
     def get_or_missing(self, object_id: str, kind: str | None = None) -> Any:
-        """The object, or MISSING (a corrupt object is logged and treated as missing)."""
+        """The object, or MISSING (a corrupt object is logged and treated as missing).
+
+        An id that is neither a hash nor a uuid names nothing that can be stored, so a query for
+        one (get_value('../x'), get_job('x')) is absent, as sqlite answers it, not an InvalidId
+        raised inside the scheduler. Writes still validate and refuse it.
+        """
+        if not (is_hash(object_id) or is_uuid(object_id)):
+            return MISSING
         try:
             return self.get(object_id, kind)
         except ObjectNotFound:
@@ -192,6 +210,8 @@ class Core:
             self._pending += 1
 
     def eval_head(self, eval_hash: str) -> Any:
+        if not is_hash(eval_hash):
+            return MISSING  # cannot have been set (set_eval_head validates): a miss, as sqlite
         value = self._overlay.single.get("evals", _EMPTY).get(eval_hash)
         if value is None:
             flushing = self._flushing
@@ -304,3 +324,9 @@ class Core:
 
 
 _EMPTY: dict = {}
+
+
+def _indexable(key: object) -> bool:
+    """Whether the index could hold ``key``: queries built from bad input (an empty or huge
+    id) are answered as absent rather than with the index's key error."""
+    return isinstance(key, str) and 0 < len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
