@@ -12,6 +12,21 @@ Inputs the backends receive are identical, with two deliberate exceptions forced
 * Job start/end times are passed explicitly (``now=``) from one fake clock, so both backends see
   the same times and the newest-first orderings (CSE) are decided by the inputs, not by racing
   clocks.
+
+Two run modes:
+* CI (default): ``derandomize=True``, no example database, a fixed example count sized to take
+  well under 60 s on the 2-core CI box, so the same sequences run every time and a green suite
+  stays green. ``DIFF_EXAMPLES`` / ``DIFF_STEPS`` change the count and the calls per sequence.
+* Randomized, for hunting divergences locally (how the fixes in this file's history were found;
+  the randomized mode keeps hypothesis's example database, so a failure replays first)::
+
+      DIFF_RANDOM=1 DIFF_EXAMPLES=150 python -m pytest -q --timeout=0 \
+          tests/test_differential.py --hypothesis-seed=N       # N = 1, 2, ...; or omit N
+      DIFF_RANDOM=1 DIFF_EXAMPLES=100 DIFF_STEPS=60 ...         # longer sequences
+
+  ``--hypothesis-seed`` only takes effect with ``DIFF_RANDOM=1`` (derandomize wins over it).
+  ``--timeout=0`` because shrinking a failure can outlast the suite's 300 s timeout, which
+  would cut the shrink short and report a confusing FlakyStrategyDefinition instead.
 """
 
 from __future__ import annotations
@@ -438,13 +453,7 @@ class BackendPair(RuleBasedStateMachine):
         assert set(a) - {None} == set(b)
 
 
-# CI mode (the default): a fixed example count sized to stay well under 60 s on the 2-core CI
-# box, derandomize=True and no example database, so the same sequences run every time and a
-# green suite stays green. Randomized mode for hunting divergences locally (what found the
-# fixes in this file's history):
-#   DIFF_RANDOM=1 DIFF_EXAMPLES=500 python -m pytest -q tests/test_differential.py \
-#       --hypothesis-seed=N          # N = 1, 2, 3, ...; omit for a fresh random seed
-# DIFF_STEPS changes the calls per sequence (default 30).
+# CI mode by default, randomized with DIFF_RANDOM=1: see the module docstring.
 _RANDOM = os.environ.get("DIFF_RANDOM", "") not in ("", "0")
 BackendPair.TestCase.settings = settings(
     max_examples=int(os.environ.get("DIFF_EXAMPLES", "60")),
