@@ -309,6 +309,13 @@ class BackendPair(RuleBasedStateMachine):
         # does with the result (reuse it, check it with is_valid) depends only on its hash.
         assert (registry.get_hash(a[0]),) + a[1:] == (registry.get_hash(b[0]),) + b[1:], (
             f"check_cache: sqlite={a!r} objstore={b!r}")
+        # The two caches check_cache is built from, asked directly (redun's scheduler and
+        # `redun console` call them too).
+        a, b = self.both("get_eval_cache", eval_hash)
+        assert (registry.get_hash(a[0]), a[1]) == (registry.get_hash(b[0]), b[1]), "get_eval_cache"
+        for call_hash in self.call_hashes[-3:]:
+            a, b = self.both("get_call_cache", call_hash)
+            assert (registry.get_hash(a[0]), a[1]) == (registry.get_hash(b[0]), b[1]), "get_call_cache"
 
     @rule(t=st.sampled_from(TASKS), ai=st.integers(0, len(ARGS) - 1))
     def explain_cache_miss(self, t, ai):
