@@ -200,30 +200,9 @@ def file_subtype(path: str) -> dict:
 # JSON payloads of the other kinds.
 
 
-def encode_call(
-    *,
-    task_name: str,
-    task_hash: str,
-    args_hash: str,
-    value_hash: str,
-    timestamp: str,
-    args: dict[str, dict],
-    children: list[str],
-    subtree_tasks: Iterable[str] = (),
-) -> bytes:
-    """args: {key or str(position): {"arg_hash", "value_hash", "upstream": [...]}} in call order."""
-    return _json(
-        call_doc(
-            task_name=task_name,
-            task_hash=task_hash,
-            args_hash=args_hash,
-            value_hash=value_hash,
-            timestamp=timestamp,
-            args=args,
-            children=children,
-            subtree_tasks=subtree_tasks,
-        )
-    )
+def encode_call(**fields: Any) -> bytes:
+    """The payload of a CallNode; fields as call_doc."""
+    return _json(call_doc(**fields))
 
 
 def call_doc(
@@ -251,34 +230,14 @@ def call_doc(
 
 
 def call_record(call_hash: str, **fields: Any) -> tuple[bytes, list[IndexEntry]]:
-    """(payload, index entries) of a CallNode; fields as encode_call."""
+    """(payload, index entries) of a CallNode; fields as call_doc."""
     doc = call_doc(**fields)
     return _json(doc), _entries_of(CALL, call_hash, doc)
 
 
-def encode_job(
-    *,
-    start_time: str,
-    end_time: str | None,
-    task_hash: str,
-    cached: bool,
-    call_hash: str | None,
-    parent_id: str | None,
-    execution_id: str,
-    args_hash: str | None = None,
-) -> bytes:
-    return _json(
-        job_doc(
-            start_time=start_time,
-            end_time=end_time,
-            task_hash=task_hash,
-            cached=cached,
-            call_hash=call_hash,
-            parent_id=parent_id,
-            execution_id=execution_id,
-            args_hash=args_hash,
-        )
-    )
+def encode_job(**fields: Any) -> bytes:
+    """The payload of an ended Job; fields as job_doc."""
+    return _json(job_doc(**fields))
 
 
 def job_doc(
@@ -306,7 +265,7 @@ def job_doc(
 
 
 def job_record(job_id: str, **fields: Any) -> tuple[bytes, list[IndexEntry]]:
-    """(payload, index entries) of an ended Job; fields as encode_job."""
+    """(payload, index entries) of an ended Job; fields as job_doc."""
     doc = job_doc(**fields)
     return _json(doc), _entries_of(JOB, job_id, doc)
 
