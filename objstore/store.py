@@ -25,7 +25,7 @@ from fsspec import AbstractFileSystem
 from fsspec.asyn import sync as _fsspec_sync
 
 from objstore import codec
-from objstore.errors import CorruptObject, ObjectNotFound, ObjstoreError, StorageError
+from objstore.errors import CorruptObject, ObjectNotFound, ObjstoreError
 from objstore.fs import (
     TEMP_PREFIX,
     fsync_all,

@@ -37,7 +37,6 @@ import os
 import random
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from objstore import hashing, records
-from objstore.backend.core import MISSING, Core
+from objstore.backend.core import Core
 from objstore.ids import validate_hash
 
 
