@@ -538,7 +538,9 @@ def test_many_writers_meeting_a_dead_lock_break_it_once(tmp_path):
         store = LocalRefStore(root, lock_timeout=10, stale_after=1.0)
         try:
             barrier.wait()
-            if store.set_if_equals("r", b"0", str(i).encode()):
+            # Values differ from the initial b"0": worker 0 writing b"0" again would leave the
+            # ref unchanged and let a second worker's swap succeed legitimately.
+            if store.set_if_equals("r", b"0", f"w{i}".encode()):
                 wins.append(i)
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
@@ -550,7 +552,7 @@ def test_many_writers_meeting_a_dead_lock_break_it_once(tmp_path):
         t.join(30)
     assert not errors, errors
     assert len(wins) == 1
-    assert LocalRefStore(root).get("r") == str(wins[0]).encode()
+    assert LocalRefStore(root).get("r") == f"w{wins[0]}".encode()
     assert not (root / "r.lock").exists()
 
 
