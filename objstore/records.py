@@ -45,6 +45,7 @@ CONTEXT_KEY = "redun.context"
 # name -> multi (dupsort). Values of multi tables are built to sort oldest first.
 INDEX_TABLES: dict[str, bool] = {
     "objects": False,  # object id -> kind
+    "packed": False,  # object id -> its pack.Location ("name:offset:length"); absent: loose
     "evals": False,  # eval_hash -> value_hash (eval-cache heads; written by the repository)
     # Values
     "subvalues": True,  # parent value_hash -> child value_hash

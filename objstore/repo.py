@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import refs as refs_pkg
-from objstore import codec, records
+from objstore import codec, pack, records
 from objstore import fs as fs_mod
 from objstore.errors import (
     CorruptObject,
@@ -44,8 +44,11 @@ from objstore.store import MISSING, ObjectStore
 log = logging.getLogger("objstore.repo")
 
 FORMAT_NAME = "objstore"
-FORMAT_VERSION = (1, 0)
-SUPPORTED_MAJOR = 1
+# Major 1: loose objects only. Major 2 adds pack files (objects/pack/, objstore.pack), which a
+# major-1 reader would not find, hence the major bump. This code reads both and writes 2.
+FORMAT_VERSION = (2, 0)
+OLDEST_MAJOR = 1
+PACKS_SINCE_MAJOR = 2
 FORMAT_FILE = "objstore.json"
 JOURNAL_KIND = "journal"
 JOURNAL_FORMAT = "objstore-journal"
@@ -54,6 +57,9 @@ JOURNAL_FORMAT = "objstore-journal"
 SEGMENT_RE = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8,32}")
 _FANOUT_RE = re.compile(r"([0-9a-f]{2})/([0-9a-f]{38})")
 _READ_BATCH = 64
+# A flush packs its small objects when it has at least this many; a lone object stays loose,
+# where a reader without the journal entry still finds it by its path.
+PACK_MIN_OBJECTS = 2
 
 Progress = Callable[[str, int], None]
 
@@ -108,15 +114,15 @@ def check_format(doc: Any, where: str) -> dict[str, Any]:
         raise FormatError(f"{where}: {FORMAT_FILE} has an unreadable version {version!r}")
     major, minor = version[0], version[1]
     mine = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
-    if major > SUPPORTED_MAJOR:
+    if major > FORMAT_VERSION[0]:
         raise FormatError(
             f"{where}: repository format version {major}.{minor} is newer than this objstore "
-            f"supports ({mine}, major {SUPPORTED_MAJOR}); upgrade objstore to use it"
+            f"supports ({mine}, majors {OLDEST_MAJOR}-{FORMAT_VERSION[0]}); upgrade objstore to use it"
         )
-    if major < SUPPORTED_MAJOR:
+    if major < OLDEST_MAJOR:
         raise FormatError(
             f"{where}: repository format version {major}.{minor} is older than this objstore "
-            f"supports ({mine}); it needs an explicit upgrade"
+            f"supports ({mine}, majors {OLDEST_MAJOR}-{FORMAT_VERSION[0]})"
         )
     try:
         validate_uuid(doc.get("repo_id"))
@@ -227,10 +233,42 @@ class Repository:
         except CorruptObject as exc:
             raise FormatError(f"{url}: {FORMAT_FILE} is not valid JSON ({exc.reason})") from None
         doc = check_format(doc, url)
-        return cls(url, fsys, root, doc, index_dir=index_dir, durable=durable)
+        repo = cls(url, fsys, root, doc, index_dir=index_dir, durable=durable)
+        if repo.format["version"][0] < FORMAT_VERSION[0] and (fs_mod.is_local(fsys) or fs_mod.is_memory(fsys)):
+            # A local repository has no other objstore version writing to it that could miss
+            # the packs this one writes: upgrade it now. A shared bucket waits for `objstore
+            # upgrade`, run once every worker has an objstore that reads packs.
+            try:
+                repo.upgrade()
+            except BaseException:
+                repo.index.close()
+                raise
+        return repo
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
+
+    @property
+    def packs(self) -> bool:
+        """Whether flushes may write pack files (format major >= 2)."""
+        return self.format["version"][0] >= PACKS_SINCE_MAJOR
+
+    def upgrade(self) -> bool:
+        """Rewrite objstore.json at this objstore's format version; True if it changed.
+
+        Major 1 -> 2 changes no data: a major-1 repository is a valid major-2 one without packs.
+        Objects written before stay where they are.
+        """
+        old = self.format["version"]
+        if tuple(old[:2]) >= FORMAT_VERSION:
+            return False
+        doc = dict(self.format)
+        doc["version"] = list(FORMAT_VERSION)
+        doc["upgraded_from"] = list(old)
+        fs_mod.atomic_write(self.fs, self._path(FORMAT_FILE), codec.canonical_json(doc), durable=self.durable)
+        self.format = doc
+        log.info("%s: upgraded repository format %s -> %s", self.url, old, doc["version"])
+        return True
 
     def _eval_path(self, eval_hash: str) -> str:
         return self._path("evals", fanout_path(validate_hash(eval_hash)))
@@ -332,8 +370,22 @@ class Repository:
     def _write_out(
         self, objects: dict, notes: list[IndexEntry], evals: dict[str, str]
     ) -> tuple[str, list[IndexEntry]]:
+        located: list[tuple[str, str, pack.Location]] = []
         if objects:
-            self.store.put_many((oid, kind, payload) for oid, (kind, payload, _) in objects.items())
+            known = self.index.get
+            small = [
+                (oid, kind, payload)
+                for oid, (kind, payload, _) in objects.items()
+                if len(payload) <= pack.MAX_OBJECT_BYTES and known("objects", oid) is MISSING
+            ] if self.packs else []
+            if len(small) < PACK_MIN_OBJECTS:
+                small = []
+            packed = {oid for oid, _, _ in small}
+            if small:
+                located = self.store.put_packed(small)
+            loose = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items() if oid not in packed]
+            if loose:
+                self.store.put_many(loose)
         if evals:
             # All heads at once: locally and durable, one fsync round for the files and one
             # for their directories, after the objects' (the order a crash must respect).
@@ -347,6 +399,7 @@ class Repository:
             entries.extend(derived)
         entries.extend(notes)
         entries.extend(("put", "evals", h, v) for h, v in evals.items())
+        entries.extend(("put", "packed", oid, loc.encode()) for oid, _, loc in located)
         listing = [[oid, kind] for oid, (kind, _, _) in objects.items()]
         data = codec.encode(
             JOURNAL_KIND, codec.canonical_json(_segment_doc(self.writer_id, listing, entries))
@@ -384,10 +437,25 @@ class Repository:
             if expect_kind is not None and kind != expect_kind:
                 raise CorruptObject(object_id, f"kind {kind!r} is not the expected {expect_kind!r}")
             return kind, payload
-        kind, payload = self.store.get(object_id, expect_kind=expect_kind)
+        kind, payload = self._read_stored(object_id, expect_kind)
         if "objects" in self.index.tables and self.index.get("objects", object_id) is MISSING:
             self.index.apply([("put", "objects", object_id, kind)])
         return kind, payload
+
+    def _read_stored(self, object_id: str, expect_kind: str | None) -> tuple[str, bytes]:
+        """Packed (the index knows where) or loose; on a miss, once more after a refresh: an
+        object another writer packed is found through its journal segment, not by its path."""
+        for attempt in (0, 1):
+            where = self.index.get("packed", object_id)
+            if where is not MISSING:
+                location = pack.Location.parse(where, object_id=object_id)
+                return self.store.get_packed(object_id, location, expect_kind=expect_kind)
+            try:
+                return self.store.get(object_id, expect_kind=expect_kind)
+            except ObjectNotFound:
+                if attempt or not self.packs or not self.refresh():
+                    raise
+        raise AssertionError("unreachable")
 
     def has(self, object_id: str) -> bool:
         object_id = validate_id(object_id)
@@ -485,7 +553,15 @@ class Repository:
         self.index.apply(self._index_entries(listing, entries), segment=name, prechecked=True)
 
     def refresh(self, progress: Progress | None = None) -> int:
-        """Ingest, in name order, the journal segments this index has not seen; how many."""
+        """Ingest, in name order, the journal segments this index has not seen; how many.
+
+        Holds the flush lock: a segment this writer is flushing is marked seen by the flush
+        itself, and must not be ingested a second time after newer ones.
+        """
+        with self._flush_lock:
+            return self._refresh_locked(progress)
+
+    def _refresh_locked(self, progress: Progress | None) -> int:
         names = sorted(n for n in self._list_names(self._path("journal")) if SEGMENT_RE.fullmatch(n))
         new = [n for n in names if not self.index.has_segment(n)]
         done = 0
@@ -516,10 +592,37 @@ class Repository:
         self._stamp_index()
         stats: dict[str, Any] = {"segments": self.refresh(progress), "objects": 0, "evals": 0, "corrupt": 0}
         if full_scan:
+            self._scan_packs(stats, progress)
             self._scan_objects(stats, progress)
             self._scan_evals(stats, progress)
         stats["seconds"] = round(time.monotonic() - t0, 3)
         return stats
+
+    def _scan_packs(self, stats: dict, progress: Progress | None) -> None:
+        for name in self.store.pack_names():
+            try:
+                toc, data = self.store.read_pack(name)
+            except ObjectNotFound:
+                continue  # removed since the listing
+            except CorruptObject as exc:
+                log.warning("reindex: skipping %s", exc)
+                stats["corrupt"] += 1
+                continue
+            entries: list[IndexEntry] = []
+            for oid, _, loc in toc:
+                try:
+                    kind, payload = pack.read_entry(oid, data[loc.offset : loc.offset + loc.length])
+                    derived = records.derive_entries(kind, oid, payload)
+                except CorruptObject as exc:
+                    log.warning("reindex: skipping %s", exc)
+                    stats["corrupt"] += 1
+                    continue
+                entries.extend(self._index_entries([[oid, kind]], derived))
+                entries.append(("put", "packed", oid, loc.encode()))
+                stats["objects"] += 1
+            self.index.apply(self._valid(entries, "reindex"), prechecked=True)
+            if progress:
+                progress("objects", stats["objects"])
 
     def _scan_objects(self, stats: dict, progress: Progress | None) -> None:
         ids: list[str] = []

@@ -24,8 +24,8 @@ from typing import Any, BinaryIO, Final
 from fsspec import AbstractFileSystem
 from fsspec.asyn import sync as _fsspec_sync
 
-from objstore import codec
-from objstore.errors import CorruptObject, ObjectNotFound, ObjstoreError
+from objstore import codec, pack
+from objstore.errors import CorruptObject, InvalidId, ObjectNotFound, ObjstoreError
 from objstore.fs import (
     TEMP_PREFIX,
     fsync_all,
@@ -50,6 +50,8 @@ log = logging.getLogger("objstore.store")
 
 # Bulk inputs are encoded and sent this many at a time, so memory stays bounded on huge iterables.
 _BATCH = 512
+# objects/pack/ holds pack files (objstore.pack); a 4-letter name can never be a fanout dir.
+PACK_DIR = "pack"
 _STREAM_CHUNK = 1 << 20
 # Below glibc's mmap threshold, so reading a small object does not map and unmap a buffer.
 _READ_CHUNK = 1 << 16
@@ -122,6 +124,8 @@ class ObjectStore:
         self.fs = fs
         self.root = root.rstrip("/") or "/"
         self.objects_root = f"{self.root.rstrip('/')}/objects"
+        self.pack_root = f"{self.objects_root}/{PACK_DIR}"
+        self._pack_dir_made = False
         self.durable = durable
         self.level = level
         self.max_concurrency = max_concurrency
@@ -278,6 +282,99 @@ class ObjectStore:
                 found = {p: self.fs.isfile(p) for p in unique}
         return [found[p] for p in paths]
 
+    # --- packs -------------------------------------------------------------------------------
+
+    def pack_path(self, name: str) -> str:
+        if pack.NAME_RE.fullmatch(name) is None:
+            raise InvalidId(f"not a pack name: {name!r}")
+        return f"{self.pack_root}/{name}"
+
+    def put_packed(self, items: Iterable[tuple[str, str, bytes]]) -> list[tuple[str, str, pack.Location]]:
+        """Write (id, kind, payload) items as pack files; [(id, kind, location)] in input order.
+
+        One file per pack.MAX_PACK_BYTES of encoded objects; a pack that already exists (same
+        bytes, same name) is left alone. Payloads over pack.MAX_OBJECT_BYTES are refused: those
+        go loose (put / put_many / put_stream), where they stream.
+        """
+        out: list[tuple[str, str, pack.Location]] = []
+        batch: list[tuple[str, str, bytes]] = []
+        size = 0
+        for object_id, kind, payload in items:
+            if len(payload) > pack.MAX_OBJECT_BYTES:
+                raise ValueError(f"{object_id}: {len(payload)} bytes is too big for a pack")
+            fanout_path(object_id)  # validates the id
+            encoded = codec.encode(kind, payload, level=self.level)
+            if batch and size + len(encoded) > pack.MAX_PACK_BYTES:
+                out.extend(self._write_pack(batch))
+                batch, size = [], 0
+            batch.append((object_id, kind, encoded))
+            size += len(encoded)
+        if batch:
+            out.extend(self._write_pack(batch))
+        return out
+
+    def _write_pack(self, batch: list[tuple[str, str, bytes]]) -> list[tuple[str, str, pack.Location]]:
+        name, data, located = pack.build(batch)
+        if self._local and not self._pack_dir_made:
+            with translate(self.pack_root, passthrough=()):
+                self._makedirs(self.pack_root)
+            self._pack_dir_made = True
+        write_if_absent(self.fs, self.pack_path(name), data, durable=self.durable)
+        return located
+
+    def get_packed(
+        self, object_id: str, location: pack.Location, *, expect_kind: str | None = None
+    ) -> tuple[str, bytes]:
+        """One packed object, read by its range and verified like a loose one.
+
+        ObjectNotFound if the pack is not here (e.g. a journal copied without objects/pack/).
+        """
+        path = self.pack_path(location.pack)
+        end = location.offset + location.length
+        with translate(path, passthrough=()):
+            try:
+                if self._local:
+                    fd = os.open(path, _READ_FLAGS)
+                    try:
+                        entry = os.pread(fd, location.length, location.offset)
+                    finally:
+                        os.close(fd)
+                else:
+                    entry = self.fs.cat_file(path, start=location.offset, end=end)
+            except FileNotFoundError:
+                raise ObjectNotFound(object_id) from None
+        if len(entry) != location.length:
+            raise CorruptObject(object_id, f"pack {location.pack} ends before the object's entry does")
+        return pack.read_entry(object_id, entry, expect_kind=expect_kind)
+
+    def pack_names(self) -> list[str]:
+        """The pack files present, sorted; other names under objects/pack/ are ignored."""
+        with translate(self.pack_root, passthrough=()):
+            try:
+                if self._local:
+                    names = os.listdir(self.pack_root)
+                else:
+                    self.fs.invalidate_cache(self.pack_root)
+                    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.pack_root, detail=False)]
+            except FileNotFoundError:
+                return []
+        return sorted(n for n in names if pack.NAME_RE.fullmatch(n))
+
+    def read_pack(self, name: str) -> tuple[list[tuple[str, str, pack.Location]], bytes]:
+        """(toc, the whole file): every (id, kind, location) a pack lists, and its bytes, so a
+        scan decodes its entries (pack.read_entry) without a read per object."""
+        path = self.pack_path(name)
+        with translate(path, passthrough=()):
+            try:
+                if self._local:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                else:
+                    data = self.fs.cat_file(path)
+            except FileNotFoundError:
+                raise ObjectNotFound(f"pack/{name}") from None
+        return pack.parse(data, name=name), data
+
     # --- streaming ---------------------------------------------------------------------------
 
     def put_stream(self, object_id: str, kind: str, src: BinaryIO, length: int) -> bool:
@@ -360,6 +457,8 @@ class ObjectStore:
         for path in paths:
             rel = path[len(prefix) :] if path.startswith(prefix) else path
             parts = rel.split("/")
+            if parts[0] == PACK_DIR:
+                continue
             if len(parts) == 2 and parts[1].startswith(TEMP_PREFIX):
                 continue
             candidate = "".join(parts) if len(parts) == 2 and len(parts[0]) == 2 else None
@@ -553,6 +652,8 @@ class ObjectStore:
             except FileNotFoundError:
                 return
         for entry in top:
+            if entry.name == PACK_DIR:
+                continue  # packed objects are listed by pack_names / read_pack
             if not (len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)):
                 report(entry.path)
                 continue

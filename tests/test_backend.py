@@ -12,6 +12,8 @@ from objstore import hashing, records
 from objstore.backend import MISS, MISSING, SINGLE, ULTIMATE, CSE, ArgSpec, HandleSpec, Provenance, ValueSpec
 from objstore.repo import Repository
 
+from damage import damage_object
+
 
 @pytest.fixture(params=["memory", "local"])
 def url(request, tmp_path):
@@ -309,10 +311,7 @@ def test_corrupt_value_behind_eval_head_is_a_miss(tmp_path):
     eval_hash = hashing.hash_eval(task.value_hash, args_hash)
     prov.cache.set_eval_cache(eval_hash, result.value_hash)
     prov.close()
-    path = os.path.join(url, "objects", result.value_hash[:2], result.value_hash[2:])
-    with open(path, "r+b") as f:
-        f.seek(12)
-        f.write(b"\xff\xff\xff")
+    damage_object(url, result.value_hash, "corrupt")
     fresh = Provenance(Repository.open(url, index_dir=tmp_path / "j"))
     assert fresh.cache.check_cache(task.value_hash, args_hash, eval_hash, new_id(), set(), "BACKEND", "full") == (
         None, None, MISS,

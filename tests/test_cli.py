@@ -188,8 +188,8 @@ def test_format_refusal_is_one_line(tmp_path, env):
     repo = tmp_path / ".objstore"
     repo.mkdir()
     (repo / "objstore.json").write_text(json.dumps(
-        {"format": "objstore", "version": [2, 0], "repo_id": str(uuid.uuid4())}))
-    assert_one_line_error(run(["reindex"], tmp_path, env), 1, "2.0 is newer")
+        {"format": "objstore", "version": [3, 0], "repo_id": str(uuid.uuid4())}))
+    assert_one_line_error(run(["reindex"], tmp_path, env), 1, "3.0 is newer")
 
 
 @pytest.mark.parametrize("target", ["s3"], indirect=True)

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hashing",),
     ("codec",),
     ("records",),
+    ("pack",),
     ("fs",),
     ("store",),
     ("index",),
@@ -32,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 # No I/O here. objstore/__init__.py counts as pure too and may import nothing from objstore:
 # every `import objstore.codec` runs it, so anything it pulled in would leak into pure code.
-PURE = {"errors", "ids", "hashing", "codec", "records"}
+PURE = {"errors", "ids", "hashing", "codec", "records", "pack"}
 # Top-level modules a pure module may not import (filesystems, databases, processes, network,
 # cloud SDKs, dynamic import that would hide all of the above).
 IO_MODULES = {

@@ -17,6 +17,8 @@ from redun.task import CacheCheckValid, CacheResult, CacheScope
 
 from objstore.redun import ObjstoreBackend, setup_scheduler
 
+from damage import damage_object
+
 redun_namespace = "objstore_tests"
 
 logging.getLogger("redun").setLevel(logging.WARNING)
@@ -228,7 +230,7 @@ def test_check_cache_missing_value_is_a_miss(tmp_path, caplog):
     assert scheduler_for(backend).run(add(40, 2)) == 42
     backend.close()
     value_hash = backend.type_registry.get_hash(42)
-    os.remove(os.path.join(url, "objects", value_hash[:2], value_hash[2:]))
+    damage_object(url, value_hash, "missing")
     fresh = ObjstoreBackend(url, index_dir=str(tmp_path / "idx2"))
     eval_hash, args_hash = _eval_of(fresh, add, 40, 2)
     with caplog.at_level(logging.WARNING, logger="objstore"):
@@ -468,14 +470,14 @@ def test_repository_of_a_newer_format_major_is_refused_on_load(tmp_path):
         json.dump(fmt, f)
     before = sorted(os.listdir(os.path.join(url, "objects")))
     newer = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
-    with pytest.raises(FormatError, match=r"format version 2\.0 is newer.*upgrade objstore"):
+    with pytest.raises(FormatError, match=r"format version 3\.0 is newer.*upgrade objstore"):
         newer.load()
     # Refused before anything is written, and a scheduler on it fails the same clear way.
     with pytest.raises(FormatError, match="newer"):
         scheduler_for(ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))).run(add(1, 2))
     assert sorted(os.listdir(os.path.join(url, "objects"))) == before
     with open(path) as f:
-        assert json.load(f)["version"][0] == 2
+        assert json.load(f)["version"][0] == 3
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
@@ -485,14 +487,7 @@ def test_damaged_value_behind_an_eval_head_is_a_miss_and_the_task_reruns(tmp_pat
     assert scheduler_for(backend).run(add(40, 2)) == 42
     backend.close()
     value_hash = backend.type_registry.get_hash(42)
-    path = os.path.join(url, "objects", value_hash[:2], value_hash[2:])
-    if damage == "missing":
-        os.remove(path)
-    else:
-        with open(path, "rb") as f:
-            data = f.read()
-        with open(path, "wb") as f:
-            f.write(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" + data[8:])
+    damage_object(url, value_hash, damage)
     # The same index, which still believes the value is there: only the object is damaged.
     again = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
     eval_hash, args_hash = _eval_of(again, add, 40, 2)

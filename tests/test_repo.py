@@ -111,7 +111,7 @@ def test_open_missing_and_create(target, tmp_path):
     "doc, match",
     [
         ({"format": "git", "version": [1, 0]}, "format 'git'"),
-        ({"format": "objstore", "version": [2, 0]}, r"2\.0 is newer .*1\.0"),
+        ({"format": "objstore", "version": [3, 0]}, r"3\.0 is newer .*2\.0, majors 1-2"),
         ({"format": "objstore", "version": [0, 9]}, r"0\.9 is older"),
         ({"format": "objstore", "version": "1.0"}, "unreadable version"),
         ({"format": "objstore", "version": [1, 0], "repo_id": "nope"}, "repo_id"),
@@ -125,10 +125,10 @@ def test_open_refuses_other_formats(target, tmp_path, doc, match):
 
 
 def test_newer_minor_version_opens_and_bad_json_is_a_format_error(target, tmp_path):
-    doc = {"format": "objstore", "version": [1, 7], "repo_id": str(uuid.uuid4()), "x": 1}
+    doc = {"format": "objstore", "version": [2, 7], "repo_id": str(uuid.uuid4()), "x": 1}
     write(target, "objstore.json", json.dumps(doc).encode())
     with open_repo(target, tmp_path / "ix") as r:
-        assert r.format["version"] == [1, 7]
+        assert r.format["version"] == [2, 7]
     write(target, "objstore.json", b"{not json")
     with pytest.raises(FormatError, match="not valid JSON"):
         open_repo(target, tmp_path / "ix2")
@@ -137,7 +137,7 @@ def test_newer_minor_version_opens_and_bad_json_is_a_format_error(target, tmp_pa
 def test_check_format_is_pure_and_names_both_versions():
     with pytest.raises(FormatError) as info:
         check_format({"format": "objstore", "version": [3, 1], "repo_id": str(uuid.uuid4())}, "here")
-    assert "3.1" in str(info.value) and "1.0" in str(info.value)
+    assert "3.1" in str(info.value) and "2.0" in str(info.value)
 
 
 # -- write buffer and flush -----------------------------------------------------------------
@@ -294,9 +294,11 @@ def test_killed_mid_flush_never_leaves_a_dangling_journal_entry(target, tmp_path
     for name in names:
         _, payload = codec.decode(fs.cat_file(f"{target.root}/journal/{name}"), object_id=name)
         doc = json.loads(payload)
-        ids = [oid for oid, _ in doc["objects"]]
+        packed = {e[2]: e[3].split(":")[0] for e in doc["entries"] if e[1] == "packed"}
+        ids = [oid for oid, _ in doc["objects"] if oid not in packed]
         heads = [(e[2], e[3]) for e in doc["entries"] if e[1] == "evals"]
         paths = [f"{target.root}/objects/{i[:2]}/{i[2:]}" for i in ids]
+        paths += [f"{target.root}/objects/pack/{name}" for name in set(packed.values())]
         paths += [f"{target.root}/evals/{e[:2]}/{e[2:]}" for e, _ in heads]
         missing = [p for p in paths if not fs.exists(p)]
         assert missing == [], f"segment {name} references missing files"
@@ -465,7 +467,8 @@ def test_threads_adding_while_flushing_lose_nothing(tmp_path):
             t.join()
         repo.flush()
         assert repo.index.count("objects") == 160
-        assert all(repo.store.has(i) for i in ids)
+    with Repository.open(str(tmp_path / "r"), index_dir=tmp_path / "fresh") as again:
+        assert all(again.get(i)[0] == "value" for i in ids)  # from the journal, packed or loose
 
 
 def test_durable_mode_and_refs_are_wired(target, tmp_path):
