@@ -204,6 +204,30 @@ def test_remote_repository_through_env_storage_options(target, tmp_path, env):
     assert b"1 journal segments, 1 objects" in run(["reindex", "--full-scan"], tmp_path, e, check=0).stdout
 
 
+@pytest.mark.parametrize("target", ["s3"], indirect=True)
+def test_upgrade_of_a_shared_repository_is_explicit(target, tmp_path, env):
+    e = dict(env, OBJSTORE_STORAGE_OPTIONS=json.dumps(target.storage_options), OBJSTORE_REPO=target.url)
+    run(["init"], tmp_path, e, check=0)
+    fs, path = target.fs(), f"{target.root}/objstore.json"
+    doc = json.loads(fs.cat_file(path))
+    fs.pipe_file(path, json.dumps(dict(doc, version=[1, 0])).encode())
+    check = run(["upgrade", "--check"], tmp_path, e, check=0).stdout.decode()
+    assert "format 1.0: `objstore upgrade` would make it 2.0" in check
+    assert json.loads(fs.cat_file(path))["version"] == [1, 0]  # opening it changed nothing
+    assert run(["upgrade"], tmp_path, e, check=0).stdout == b"upgraded repository format 1.0 -> 2.0\n"
+    after = json.loads(fs.cat_file(path))
+    assert after["version"] == [2, 0] and after["upgraded_from"] == [1, 0] and after["repo_id"] == doc["repo_id"]
+    assert b"2.0 (upgraded from 1.0): up to date" in run(["upgrade"], tmp_path, e, check=0).stdout
+
+
+def test_local_repository_upgrades_on_open(tmp_path, env):
+    run(["init"], tmp_path, env, check=0)
+    path = tmp_path / ".objstore" / "objstore.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), version=[1, 0])))
+    assert b"2.0 (upgraded from 1.0): up to date" in run(["upgrade", "--check"], tmp_path, env, check=0).stdout
+    assert json.loads(path.read_text())["version"] == [2, 0]
+
+
 def test_in_process_main_and_command_discovery(tmp_path, env):
     assert command_modules()[0] == "objstore.cli.basic"
     out, err = io.StringIO(), io.StringIO()

@@ -1,4 +1,4 @@
-"""Repository commands: init, cat-object, reindex."""
+"""Repository commands: init, cat-object, reindex, upgrade."""
 
 from __future__ import annotations
 
@@ -42,6 +42,17 @@ def register(sub) -> None:
     p.add_argument("--full-scan", action="store_true",
                    help="also scan every object and eval head (slow; for a damaged journal)")
     p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser(
+        "upgrade",
+        help="upgrade the repository's format to this objstore's (local ones upgrade on open)",
+        description="Rewrite objstore.json at the format version this objstore writes. A shared "
+                    "(remote) repository is never upgraded implicitly: run this once every worker "
+                    "using it has an objstore that reads the new format. Format 2 adds pack files; "
+                    "upgrading 1 -> 2 rewrites no objects.",
+    )
+    p.add_argument("--check", action="store_true", help="only print the version and what an upgrade would do")
+    p.set_defaults(func=cmd_upgrade)
 
 
 def cmd_init(args, ctx) -> int:
@@ -150,4 +161,26 @@ def cmd_reindex(args, ctx) -> int:
         if stats.get("corrupt"):
             line += f" ({stats['corrupt']} corrupt objects skipped)"
     ctx.stdout.write(f"{line} in {stats['seconds']:.2f}s\n")
+    return 0
+
+
+def _version(v) -> str:
+    return ".".join(str(x) for x in v[:2])
+
+
+def cmd_upgrade(args, ctx) -> int:
+    from objstore.repo import FORMAT_VERSION
+
+    with ctx.open_repo() as repo:
+        current = repo.format["version"]
+        if tuple(current[:2]) >= FORMAT_VERSION:
+            note = f" (upgraded from {_version(repo.format['upgraded_from'])})" if repo.format.get("upgraded_from") else ""
+            ctx.stdout.write(f"repository format {_version(current)}{note}: up to date\n")
+            return 0
+        if args.check:
+            ctx.stdout.write(f"repository format {_version(current)}: `objstore upgrade` would make it "
+                             f"{_version(FORMAT_VERSION)} (pack files; no objects are rewritten)\n")
+            return 0
+        repo.upgrade()
+        ctx.stdout.write(f"upgraded repository format {_version(current)} -> {_version(FORMAT_VERSION)}\n")
     return 0
