@@ -79,6 +79,16 @@ def is_network_fs(fstype: str | None) -> bool:
     return fstype is not None and fstype.lower() in NETWORK_FS_TYPES
 
 
+def on_network_fs(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> bool:
+    """Whether ``path`` (or the nearest existing parent) is on a network filesystem."""
+    try:
+        with open(mounts_file, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        return False  # no /proc (not Linux): nothing to check against
+    return is_network_fs(filesystem_type(os.path.realpath(os.fspath(path)), text))
+
+
 def check_local_path(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> None:
     """Raise IndexUnavailable if ``path`` (or the nearest existing parent) is on a network fs."""
     real = os.path.realpath(os.fspath(path))
@@ -528,5 +538,5 @@ class Index:
 
 __all__ = [
     "Index", "IndexEntry", "MISSING", "OPS", "MAX_KEY_BYTES", "check_local_path",
-    "filesystem_type", "is_network_fs", "encode_key",
+    "filesystem_type", "is_network_fs", "on_network_fs", "encode_key",
 ]

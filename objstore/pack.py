@@ -36,6 +36,7 @@ MAGIC = b"OBJPACK1"
 TOC_KIND = "packtoc"
 NAME_RE = re.compile(r"[0-9a-f]{40}\.pack")
 _TAIL = struct.Struct(">Q")
+_DIGITS = re.compile(r"[0-9]{1,19}")  # str.isdigit() also accepts "²", which int() refuses
 # A pack holds small objects only: bigger ones stay loose and stream. A flush with more than
 # this many bytes of small objects is split into several packs.
 MAX_OBJECT_BYTES = 1 << 20
@@ -58,7 +59,7 @@ class Location:
         """The inverse of encode; CorruptObject naming ``object_id`` when it is not one."""
         pack, _, rest = text.partition(":")
         offset, _, length = rest.partition(":")
-        if NAME_RE.fullmatch(pack) is None or not offset.isdigit() or not length.isdigit():
+        if NAME_RE.fullmatch(pack) is None or not _DIGITS.fullmatch(offset) or not _DIGITS.fullmatch(length):
             raise CorruptObject(object_id, f"unreadable pack location {text[:80]!r}")
         loc = cls(pack, int(offset), int(length))
         if loc.offset < len(MAGIC) or loc.length <= len(object_id) + 1:
@@ -126,6 +127,7 @@ def parse(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
             and isinstance(item[1], str)
             and all(isinstance(v, int) and not isinstance(v, bool) for v in item[2:])
             and len(MAGIC) <= item[2]
+            and item[3] > len(item[0]) + 1  # the id prefix and at least one byte of frame
             and item[2] + item[3] <= toc_at
         )
         if not ok:

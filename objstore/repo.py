@@ -38,7 +38,7 @@ from objstore.errors import (
     RepositoryNotFound,
 )
 from objstore.ids import fanout_path, is_hash, is_uuid, validate_hash, validate_id, validate_uuid
-from objstore.index import Index, IndexEntry
+from objstore.index import Index, IndexEntry, on_network_fs
 from objstore.store import MISSING, ObjectStore
 
 log = logging.getLogger("objstore.repo")
@@ -131,6 +131,14 @@ def check_format(doc: Any, where: str) -> dict[str, Any]:
     return doc
 
 
+def shared_storage(fs: Any, root: str) -> bool:
+    """Whether other machines may use this repository without this machine's index: any
+    remote or in-memory filesystem, and a local path on a network filesystem (NFS, SMB...)."""
+    if not fs_mod.is_local(fs):
+        return True
+    return on_network_fs(root)
+
+
 def _segment_doc(writer: str, objects: list[list[str]], entries: list[IndexEntry]) -> dict:
     return {
         "format": JOURNAL_FORMAT,
@@ -153,6 +161,7 @@ class Repository:
         *,
         index_dir: str | os.PathLike | None,
         durable: bool,
+        eval_files: bool | None = None,
     ):
         self.url = url
         self.fs = fs
@@ -167,6 +176,14 @@ class Repository:
         self.index_dir = Path(index_dir)
         self.index = Index(self.index_dir, records.INDEX_TABLES, durable=durable)
         self.writer_id = uuid.uuid4().hex[:16]
+        if eval_files is None:
+            eval_files = shared_storage(fs, root)
+        # Eval heads as files under evals/ let a worker whose index lacks the writer's journal
+        # find a head by its path: what a bucket or network directory shared by machines needs.
+        # On a local disk every process of the machine shares the index the flush updates, and
+        # creating a file per cached call was most of a first run's cost, so there the journal
+        # alone carries them (a process with its own index_dir sees them at its next refresh).
+        self.eval_files = eval_files
         self._lock = threading.RLock()  # guards the buffers
         self._flush_lock = threading.Lock()  # one flush at a time
         self._objects: dict[str, tuple[str, bytes, list[IndexEntry]]] = {}
@@ -195,6 +212,7 @@ class Repository:
         *,
         index_dir: str | os.PathLike | None = None,
         durable: bool = False,
+        eval_files: bool | None = None,
     ) -> Repository:
         """Create a repository at ``url``; RepositoryExists if objstore.json is already there."""
         fsys, root = fs_mod.open_url(url, storage_options)
@@ -202,7 +220,7 @@ class Repository:
         data = codec.canonical_json(new_format_doc())
         if not fs_mod.write_if_absent(fsys, path, data, durable=durable):
             raise RepositoryExists(f"a repository already exists at {url}")
-        return cls.open(url, storage_options, index_dir=index_dir, durable=durable)
+        return cls.open(url, storage_options, index_dir=index_dir, durable=durable, eval_files=eval_files)
 
     @classmethod
     def open(
@@ -213,7 +231,13 @@ class Repository:
         index_dir: str | os.PathLike | None = None,
         durable: bool = False,
         create: bool = False,
+        eval_files: bool | None = None,
     ) -> Repository:
+        """Open the repository at ``url`` (``create``: init it when absent).
+
+        ``eval_files`` (default: only on shared storage, see ``shared_storage``) writes each
+        eval-cache head as a file under evals/ besides its journal entry.
+        """
         fsys, root = fs_mod.open_url(url, storage_options)
         path = f"{root.rstrip('/')}/{FORMAT_FILE}"
         try:
@@ -225,15 +249,15 @@ class Repository:
                     f"no objstore repository at {url} ({FORMAT_FILE} not found)"
                 ) from None
             try:
-                return cls.init(url, storage_options, index_dir=index_dir, durable=durable)
+                return cls.init(url, storage_options, index_dir=index_dir, durable=durable, eval_files=eval_files)
             except RepositoryExists:  # lost a creation race: open the winner's
-                return cls.open(url, storage_options, index_dir=index_dir, durable=durable)
+                return cls.open(url, storage_options, index_dir=index_dir, durable=durable, eval_files=eval_files)
         try:
             doc = codec.parse_json(raw, object_id=FORMAT_FILE)
         except CorruptObject as exc:
             raise FormatError(f"{url}: {FORMAT_FILE} is not valid JSON ({exc.reason})") from None
         doc = check_format(doc, url)
-        repo = cls(url, fsys, root, doc, index_dir=index_dir, durable=durable)
+        repo = cls(url, fsys, root, doc, index_dir=index_dir, durable=durable, eval_files=eval_files)
         if repo.format["version"][0] < FORMAT_VERSION[0] and (fs_mod.is_local(fsys) or fs_mod.is_memory(fsys)):
             # A local repository has no other objstore version writing to it that could miss
             # the packs this one writes: upgrade it now. A shared bucket waits for `objstore
@@ -386,7 +410,7 @@ class Repository:
             loose = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items() if oid not in packed]
             if loose:
                 self.store.put_many(loose)
-        if evals:
+        if evals and self.eval_files:
             # All heads at once: locally and durable, one fsync round for the files and one
             # for their directories, after the objects' (the order a crash must respect).
             fs_mod.replace_many(
@@ -453,7 +477,7 @@ class Repository:
             try:
                 return self.store.get(object_id, expect_kind=expect_kind)
             except ObjectNotFound:
-                if attempt or not self.packs or not self.refresh():
+                if attempt or not self.refresh():  # not only self.packs: another client may have upgraded
                     raise
         raise AssertionError("unreachable")
 
@@ -475,7 +499,7 @@ class Repository:
         if value is not None:
             return value
         value = self.index.get("evals", eval_hash)
-        if value is not MISSING:
+        if value is not MISSING or not self.eval_files:
             return value
         path = self._eval_path(eval_hash)
         try:

@@ -166,7 +166,9 @@ def test_reindex_journal_and_full_scan(tmp_path, env, populated):
     out = run(["reindex"], tmp_path, env, check=0).stdout.decode()
     assert out.startswith("reindexed 1 journal segments")
     out = run(["reindex", "--full-scan"], tmp_path, env, check=0).stdout.decode()
-    assert "1 journal segments, 3 objects, 1 eval heads" in out
+    # A repository on a local disk keeps its eval heads in the journal only (no evals/ files).
+    assert "1 journal segments, 3 objects, 0 eval heads" in out
+    assert not (Path(populated["url"]) / "evals").exists()
     with library_repo(populated["url"], env) as repo:
         assert repo.index.get("objects", populated["blob"][0]) == "blob"
         assert repo.index.get("evals", hashing.hash_text("e")) == populated["value"][0]

@@ -164,7 +164,11 @@ def test_buffer_serves_reads_before_flush_and_empty_flush_writes_nothing(repo, t
     assert repo.index.get("objects", oid) == "value"
     assert repo.index.get("evals", h("eval")) == oid
     assert repo.index.get("value_type", oid) == "builtins.str"
-    assert target.fs().cat_file(f"{target.root}/evals/{h('eval')[:2]}/{h('eval')[2:]}") == oid.encode()
+    head = f"{target.root}/evals/{h('eval')[:2]}/{h('eval')[2:]}"
+    if target.name == "local":  # a local disk keeps heads in the journal (Repository.eval_files)
+        assert not repo.eval_files and not target.fs().exists(head)
+    else:
+        assert repo.eval_files and target.fs().cat_file(head) == oid.encode()
 
 
 def test_journal_segment_lists_objects_and_entries(repo, target):
@@ -299,7 +303,8 @@ def test_killed_mid_flush_never_leaves_a_dangling_journal_entry(target, tmp_path
         heads = [(e[2], e[3]) for e in doc["entries"] if e[1] == "evals"]
         paths = [f"{target.root}/objects/{i[:2]}/{i[2:]}" for i in ids]
         paths += [f"{target.root}/objects/pack/{name}" for name in set(packed.values())]
-        paths += [f"{target.root}/evals/{e[:2]}/{e[2:]}" for e, _ in heads]
+        if target.name != "local":  # local disks keep heads in the journal only
+            paths += [f"{target.root}/evals/{e[:2]}/{e[2:]}" for e, _ in heads]
         missing = [p for p in paths if not fs.exists(p)]
         assert missing == [], f"segment {name} references missing files"
     with open_repo(target, tmp_path / "ix1") as r:  # and it all loads
@@ -310,8 +315,9 @@ def test_killed_mid_flush_never_leaves_a_dangling_journal_entry(target, tmp_path
 
 
 def test_unknown_id_falls_through_to_the_store_and_is_cached(target, tmp_path):
-    a = Repository.init(target.url, target.storage_options, index_dir=tmp_path / "a")
-    b = open_repo(target, tmp_path / "b")
+    # eval_files=True: the default on shared storage, and a choice on a local disk.
+    a = Repository.init(target.url, target.storage_options, index_dir=tmp_path / "a", eval_files=True)
+    b = open_repo(target, tmp_path / "b", eval_files=True)
     v = value_obj("remote")
     a.add(*v)
     a.set_eval_head(h("e"), v[0])
@@ -357,7 +363,7 @@ def test_refresh_between_two_instances(target, tmp_path):
 
 
 def test_reindex_from_journal_and_full_scan_agree(target, tmp_path):
-    repo = Repository.init(target.url, target.storage_options, index_dir=tmp_path / "ix")
+    repo = Repository.init(target.url, target.storage_options, index_dir=tmp_path / "ix", eval_files=True)
     for i in range(4):
         v = value_obj(f"val{i}", subvalues=[h(f"c{i}")])
         repo.add(*v)
@@ -385,6 +391,31 @@ def test_reindex_from_journal_and_full_scan_agree(target, tmp_path):
     }
     assert repo.index.segments() == set()
     repo.close()
+
+
+def test_local_disk_keeps_eval_heads_in_the_journal(tmp_path):
+    url = str(tmp_path / "r")
+    a = Repository.init(url, index_dir=tmp_path / "a")
+    b = Repository.open(url, index_dir=tmp_path / "b")  # another process, its own index
+    assert not a.eval_files and not b.eval_files
+    v = value_obj("head")
+    a.add(*v)
+    a.set_eval_head(h("e"), v[0])
+    a.flush()
+    assert not os.path.exists(f"{url}/evals")
+    assert b.eval_head(h("e")) is MISSING  # no file to fall through to ...
+    assert b.refresh() == 1
+    assert b.eval_head(h("e")) == v[0]  # ... the journal carries it
+    a.set_eval_head(h("e"), h("newer"))
+    a.flush()
+    b.refresh()
+    assert b.eval_head(h("e")) == h("newer")  # last writer wins, in journal order
+    b.reindex()
+    assert b.eval_head(h("e")) == h("newer")
+    shared = Repository.open(url, index_dir=tmp_path / "a")  # same index: sees it at once
+    assert shared.eval_head(h("e")) == h("newer")
+    for r in (a, b, shared):
+        r.close()
 
 
 def test_index_for_another_repository_is_rebuilt(tmp_path):
@@ -415,7 +446,8 @@ def test_copy_merge_of_two_independent_local_repos(tmp_path):
         b.set_eval_head(h(f"eb{i}"), v[0])
         b.flush()
     a.close()
-    for sub in ("objects", "evals", "journal"):
+    assert not os.path.exists(f"{a_url}/evals")  # local: the heads travel in the journal
+    for sub in ("objects", "journal"):
         os.makedirs(Path(b_url, sub), exist_ok=True)
         subprocess.run(["cp", "-r", f"{a_url}/{sub}/.", f"{b_url}/{sub}/"], check=True)
     assert b.refresh() == 3
