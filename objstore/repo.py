@@ -396,11 +396,13 @@ class Repository:
     ) -> tuple[str, list[IndexEntry]]:
         located: list[tuple[str, str, pack.Location]] = []
         if objects:
-            known = self.index.get
+            # Every buffered object is packed, even one the index already knows: the index can
+            # outlive the bytes (a lost pack, a partial copy), and writing again is the repair.
+            # Callers that re-add known objects skip them first (the backend checks has()).
             small = [
                 (oid, kind, payload)
                 for oid, (kind, payload, _) in objects.items()
-                if len(payload) <= pack.MAX_OBJECT_BYTES and known("objects", oid) is MISSING
+                if len(payload) <= pack.MAX_OBJECT_BYTES
             ] if self.packs else []
             if len(small) < PACK_MIN_OBJECTS:
                 small = []

@@ -66,11 +66,14 @@ def write(target, rel: str, data: bytes) -> None:
 
 
 def journal_names(target) -> list[str]:
+    """Segments, as refresh() sees them: a writer killed mid-write leaves a .tmp- file that no
+    reader ever takes for a segment."""
     fs = target.fs()
     try:
-        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{target.root}/journal", detail=False))
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(f"{target.root}/journal", detail=False)]
     except FileNotFoundError:
         return []
+    return sorted(n for n in names if SEGMENT_RE.fullmatch(n))
 
 
 @pytest.fixture

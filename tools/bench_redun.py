@@ -4,6 +4,7 @@
     python tools/bench_redun.py                    # N=1000 fan-out, chain 200, objstore at 5000
     python tools/bench_redun.py --sqlite-5000      # also sqlite at N=5000 (slow: minutes)
     python tools/bench_redun.py --n 200 --chain 50 --scale 1000   # quick look
+    python tools/bench_redun.py --repeat 3         # median of 3 runs per cell (what the README reports)
 
 Backends, each on a fresh temp dir:
   floor             an in-memory backend that does the minimum the scheduler needs (hashes,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import shutil
 import sys
 import tempfile
@@ -228,10 +230,19 @@ def timed_run(backend: RedunBackend, expr, expected, executed: Optional[int]) ->
     return elapsed
 
 
-def measure(bench: Bench, workload: str, size: int, tmp: Path) -> tuple[float, float]:
-    """(first, cached) seconds per job."""
+def measure(bench: Bench, workload: str, size: int, tmp: Path, repeat: int = 1) -> tuple[float, float]:
+    """(first, cached) seconds per job: the median of ``repeat`` runs, each on a fresh store.
+
+    One run of a workload is a second or two, and this shared 2-core machine swings ±30 %
+    between two such runs; a median of a few is what a ratio should be built from.
+    """
+    runs = [_measure_once(bench, workload, size, tmp / f"run{i}") for i in range(repeat)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def _measure_once(bench: Bench, workload: str, size: int, tmp: Path) -> tuple[float, float]:
     d = tmp / f"{bench.name}-{workload}-{size}"
-    d.mkdir()
+    d.mkdir(parents=True)
     if workload == "fanout":
         expr, expected, jobs = fanout(size), [i + 1 for i in range(size)], size + 1
     else:
@@ -248,6 +259,7 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=int, default=5000, help="large fan-out for the scaling row")
     p.add_argument("--sqlite-5000", action="store_true", help="also run sqlite at --scale (slow)")
     p.add_argument("--backends", default="floor,sqlite,objstore,objstore-durable")
+    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is reported")
     args = p.parse_args(argv)
     logging.getLogger("redun").setLevel(logging.WARNING)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
@@ -259,11 +271,11 @@ def main(argv=None) -> int:
         for name in names:
             bench = BENCHES[name]
             r = rows.setdefault(name, {})
-            r["fanout first"], r["fanout cached"] = measure(bench, "fanout", args.n, tmp)
-            r["chain first"], r["chain cached"] = measure(bench, "chain", args.chain, tmp)
+            r["fanout first"], r["fanout cached"] = measure(bench, "fanout", args.n, tmp, args.repeat)
+            r["chain first"], r["chain cached"] = measure(bench, "chain", args.chain, tmp, args.repeat)
             if name != "sqlite" or args.sqlite_5000:
                 r[f"fanout first N={args.scale}"], r[f"fanout cached N={args.scale}"] = measure(
-                    bench, "fanout", args.scale, tmp)
+                    bench, "fanout", args.scale, tmp, args.repeat)
             print(f"  measured {name}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -271,7 +283,7 @@ def main(argv=None) -> int:
     metrics = ["fanout first", "fanout cached", "chain first", "chain cached",
                f"fanout first N={args.scale}", f"fanout cached N={args.scale}"]
     print(f"\nredun backends, ms per job (fan-out N={args.n}, chain {args.chain}; "
-          f"cached = new backend instance on the same store)")
+          f"cached = new backend instance on the same store; median of {args.repeat})")
     head = f"{'workload':<26}" + "".join(f"{n:>18}" for n in names)
     ratio_cols = [n for n in names if n.startswith("objstore")] if "sqlite" in names else []
     head += "".join(f"{'sqlite/' + n:>26}" for n in ratio_cols)
