@@ -79,25 +79,24 @@ def is_network_fs(fstype: str | None) -> bool:
     return fstype is not None and fstype.lower() in NETWORK_FS_TYPES
 
 
-def on_network_fs(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> bool:
-    """Whether ``path`` (or the nearest existing parent) is on a network filesystem."""
+def _mount_type(real_path: str, mounts_file: str) -> str | None:
     try:
         with open(mounts_file, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
     except OSError:
-        return False  # no /proc (not Linux): nothing to check against
-    return is_network_fs(filesystem_type(os.path.realpath(os.fspath(path)), text))
+        return None  # no /proc (not Linux): nothing to check against
+    return filesystem_type(real_path, text)
+
+
+def on_network_fs(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> bool:
+    """Whether ``path`` (or the nearest existing parent) is on a network filesystem."""
+    return is_network_fs(_mount_type(os.path.realpath(os.fspath(path)), mounts_file))
 
 
 def check_local_path(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> None:
     """Raise IndexUnavailable if ``path`` (or the nearest existing parent) is on a network fs."""
     real = os.path.realpath(os.fspath(path))
-    try:
-        with open(mounts_file, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError:
-        return  # no /proc (not Linux): nothing to check against
-    fstype = filesystem_type(real, text)
+    fstype = _mount_type(real, mounts_file)
     if is_network_fs(fstype):
         raise IndexUnavailable(
             f"refusing to open the LMDB index at {real}: it is on a {fstype} filesystem, and "

@@ -470,18 +470,21 @@ class Repository:
 
     def _read_stored(self, object_id: str, expect_kind: str | None) -> tuple[str, bytes]:
         """Packed (the index knows where) or loose; on a miss, once more after a refresh: an
-        object another writer packed is found through its journal segment, not by its path."""
-        for attempt in (0, 1):
-            where = self.index.get("packed", object_id)
-            if where is not MISSING:
-                location = pack.Location.parse(where, object_id=object_id)
-                return self.store.get_packed(object_id, location, expect_kind=expect_kind)
-            try:
-                return self.store.get(object_id, expect_kind=expect_kind)
-            except ObjectNotFound:
-                if attempt or not self.refresh():  # not only self.packs: another client may have upgraded
-                    raise
-        raise AssertionError("unreachable")
+        object another writer packed is found through its journal segment, not by its path.
+        (Even when this repository was opened at major 1: another client may have upgraded it.)"""
+        try:
+            return self._read_once(object_id, expect_kind)
+        except ObjectNotFound:
+            if not self.refresh():
+                raise
+        return self._read_once(object_id, expect_kind)
+
+    def _read_once(self, object_id: str, expect_kind: str | None) -> tuple[str, bytes]:
+        where = self.index.get("packed", object_id)
+        if where is MISSING:
+            return self.store.get(object_id, expect_kind=expect_kind)
+        location = pack.Location.parse(where, object_id=object_id)
+        return self.store.get_packed(object_id, location, expect_kind=expect_kind)
 
     def has(self, object_id: str) -> bool:
         object_id = validate_id(object_id)

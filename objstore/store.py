@@ -364,15 +364,9 @@ class ObjectStore:
         """(toc, the whole file): every (id, kind, location) a pack lists, and its bytes, so a
         scan decodes its entries (pack.read_entry) without a read per object."""
         path = self.pack_path(name)
-        with translate(path, passthrough=()):
-            try:
-                if self._local:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                else:
-                    data = self.fs.cat_file(path)
-            except FileNotFoundError:
-                raise ObjectNotFound(f"pack/{name}") from None
+        data = self._read_local(f"pack/{name}", path) if self._local else self._cat_sync(path)
+        if data is MISSING:
+            raise ObjectNotFound(f"pack/{name}")
         return pack.parse(data, name=name), data
 
     # --- streaming ---------------------------------------------------------------------------
