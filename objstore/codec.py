@@ -178,7 +178,7 @@ def _zstd_reason(exc: Exception) -> str:
     return f"bad zstd data ({msg})"
 
 
-def _preview(data: bytes) -> str:
+def _preview(data: bytes | bytearray | memoryview) -> str:
     return repr(bytes(data[:40]))
 
 
@@ -274,7 +274,7 @@ def _payload(
         raise CorruptObject(object_id, f"length mismatch: header says {length}, payload has {seen}")
 
 
-def _decompress_pieces(pieces: Iterator[bytes], object_id: str) -> Iterator[Any]:
+def _decompress_pieces(pieces: Iterator[Any], object_id: str) -> Iterator[Any]:
     """Decompress frame pieces one block at a time; first yields the declared content size."""
     content_size = next(pieces)
     yield content_size

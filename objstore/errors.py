@@ -15,6 +15,15 @@ class InvalidId(ObjstoreError, ValueError):
     """A string that is not a 40-hex hash or a uuid was about to be used as an id (and a path)."""
 
 
+class AmbiguousId(InvalidId):
+    """An id prefix that matches more than one record of the kind asked for."""
+
+    def __init__(self, what: str, prefix: str, matches: list[str]):
+        self.prefix = prefix
+        self.matches = matches
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        super().__init__(f"ambiguous {what} id prefix {prefix!r}: matches {shown}")
+
 
 class ObjectNotFound(ObjstoreError, KeyError):
     """No object with this id exists in the store."""
@@ -45,7 +54,16 @@ class RepositoryExists(ObjstoreError, FileExistsError):
 
 
 class UnsafeFilesystem(ObjstoreError, RuntimeError):
-    """The filesystem cannot do an atomic compare-and-swap and the caller did not accept the risk."""
+    """The filesystem cannot create a file atomically (create-if-absent) or swap one, and
+    objstore refuses to pretend it can: two writers could then overwrite each other."""
+
+
+class ConcurrentUpdate(ObjstoreError, RuntimeError):
+    """A compare-and-swap kept losing to other writers; nothing was changed."""
+
+
+class NameCollision(ObjstoreError, FileExistsError):
+    """A freshly generated, supposedly unique name (a journal segment) already exists."""
 
 
 class StorageError(ObjstoreError, OSError):

@@ -25,22 +25,26 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable
 
 from objstore import codec
 from objstore.errors import CorruptObject
 from objstore.ids import is_hash, is_uuid
+from objstore.layout import PACK_NAME_RE as NAME_RE
 
 MAGIC = b"OBJPACK1"
 TOC_KIND = "packtoc"
-NAME_RE = re.compile(r"[0-9a-f]{40}\.pack")
 _TAIL = struct.Struct(">Q")
 _DIGITS = re.compile(r"[0-9]{1,19}")  # str.isdigit() also accepts "²", which int() refuses
 # A pack holds small objects only: bigger ones stay loose and stream. A flush with more than
 # this many bytes of small objects is split into several packs.
 MAX_OBJECT_BYTES = 1 << 20
 MAX_PACK_BYTES = 64 << 20
+# Reads of entries in one pack are merged when the bytes between them are fewer than this, and
+# the merged read stays under MAX_READ_SPAN: one request instead of many, for little waste.
+MAX_READ_GAP = 64 << 10
+MAX_READ_SPAN = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -134,3 +138,25 @@ def parse(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
             raise CorruptObject(where, f"malformed toc entry {str(item)[:80]}")
         out.append((item[0], item[1], Location(name, item[2], item[3])))
     return out
+
+
+def plan_reads(
+    locations: Sequence[Location], *, max_gap: int = MAX_READ_GAP, max_span: int = MAX_READ_SPAN
+) -> list[tuple[str, int, int, list[int]]]:
+    """Ranged reads covering ``locations``: (pack, offset, length, indices into locations).
+
+    Entries of one pack that lie close together are read as one range, so reading the objects
+    of one flush costs about one request per pack instead of one per object.
+    """
+    order = sorted(range(len(locations)), key=lambda i: (locations[i].pack, locations[i].offset))
+    plans: list[tuple[str, int, int, list[int]]] = []
+    for i in order:
+        loc = locations[i]
+        end = loc.offset + loc.length
+        if plans:
+            pack, start, length, members = plans[-1]
+            if pack == loc.pack and loc.offset - (start + length) <= max_gap and end - start <= max_span:
+                plans[-1] = (pack, start, max(length, end - start), members + [i])
+                continue
+        plans.append((loc.pack, loc.offset, loc.length, [i]))
+    return plans

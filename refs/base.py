@@ -83,7 +83,7 @@ class RefStore(abc.ABC):
         """(name, value) for each ref under `prefix`; refs removed meanwhile are skipped."""
         for name in self.list(prefix):
             value = self.get(name)
-            if value is not MISSING:
+            if not isinstance(value, _Missing):
                 yield name, value
 
     def __repr__(self) -> str:

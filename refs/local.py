@@ -40,7 +40,7 @@ from .errors import RefStorageError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_SUFFIX = ".lock"
 
@@ -103,7 +103,7 @@ class LocalRefStore(PathRefStore):
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._list_base(prefix)
-        paths = []
+        paths: list[str] = []
         with storage_errors("listing refs"):
             for dirpath, _dirs, files in os.walk(base):
                 rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")

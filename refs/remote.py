@@ -44,7 +44,7 @@ class VersionedRefStore(PathRefStore):
         path = self.path(name)
         with storage_errors(f"reading ref {name!r}"):
             current = self._read(path)
-        return current if current is MISSING else current[0]
+        return current if isinstance(current, _Missing) else current[0]
 
     def set_if_equals(self, name: str, old, new: bytes) -> bool:
         path = self.path(name)
@@ -53,7 +53,7 @@ class VersionedRefStore(PathRefStore):
             if old is MISSING:
                 return self._create(path, new)
             current = self._read(path)
-            if current is MISSING or current[0] != old:
+            if isinstance(current, _Missing) or current[0] != old:
                 return False
             return self._replace(path, new, current[1])
 
@@ -62,7 +62,7 @@ class VersionedRefStore(PathRefStore):
         old = as_value(old, "old value")
         with storage_errors(f"removing ref {name!r}"):
             current = self._read(path)
-            if current is MISSING or current[0] != old:
+            if isinstance(current, _Missing) or current[0] != old:
                 return False
             return self._delete(path, current[1])
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import uuid
+from datetime import UTC
 
 import pytest
-
-from objstore import hashing, records
-from objstore.backend import MISS, MISSING, SINGLE, ULTIMATE, CSE, ArgSpec, HandleSpec, Provenance, ValueSpec
-from objstore.repo import Repository
-
 from damage import damage_object
+
+from objstore import hashing, model
+from objstore.backend import CSE, MISS, MISSING, SINGLE, ULTIMATE, ArgSpec, HandleSpec, Provenance, ValueSpec
+from objstore.repo import Repository
 
 
 @pytest.fixture(params=["memory", "local"])
@@ -37,7 +36,7 @@ def value(obj) -> ValueSpec:
 def task_value(name: str, source: str = "def f(): pass") -> ValueSpec:
     data = pickle.dumps(("task", name, source), protocol=3)
     task_hash = hashing.hash_struct(["Task", f"ns.{name}", "source", source])
-    return ValueSpec(task_hash, "redun.Task", "application/python-pickle", data, records.task_subtype(name, "ns", source))
+    return ValueSpec(task_hash, "redun.Task", "application/python-pickle", data, model.value.task_subtype(name, "ns", source))
 
 
 def call(prov: Provenance, task: ValueSpec, arg: ValueSpec, result: ValueSpec, children=(), subtree=None, ts=None):
@@ -132,7 +131,7 @@ def test_cse_cache_within_execution_and_context_filter(prov):
     # With a context, only call nodes tagged with that redun.context qualify.
     ctx = value({"a": 1})
     assert check(prov, task, args_hash, ex, set(), scope="CSE", context=ctx.value_hash)[2] == MISS
-    prov.tags.record_tags("CallNode", call_hash, [(records.CONTEXT_KEY, ctx.value_hash)])
+    prov.tags.record_tags("CallNode", call_hash, [(model.tag.CONTEXT_KEY, ctx.value_hash)])
     prov.flush()
     assert check(prov, task, args_hash, ex, set(), scope="CSE", context=ctx.value_hash)[1] == call_hash
 
@@ -157,9 +156,9 @@ def test_ultimate_cache_requires_current_subtree(prov):
 
 
 def _ts(second: int):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime(2026, 1, 1, 0, 0, second, tzinfo=timezone.utc)
+    return datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
 
 
 def test_explain_cache_miss(prov):
@@ -323,7 +322,7 @@ def test_derive_entries_rejects_malformed_payloads():
     from objstore.errors import CorruptObject
 
     with pytest.raises(CorruptObject):
-        records.derive_entries(records.CALL, "a" * 40, b'{"task_hash": "../x"}')
+        model.derive_entries(model.CALL, "a" * 40, b'{"task_hash": "../x"}')
     with pytest.raises(CorruptObject):
-        records.derive_entries(records.VALUE, "a" * 40, b"no header")
-    assert set(records.INDEX_TABLES) >= {"objects", "evals", "cse", "calls_by_eval", "tag_children"}
+        model.derive_entries(model.VALUE, "a" * 40, b"no header")
+    assert set(model.TABLES) >= {"objects", "evals", "cse", "calls_by_eval", "tag_children"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from objstore import hashing, records
+from objstore import hashing, model
 from objstore.cli import Context, _Progress, command_modules, discover_repo, main
 from objstore.repo import Repository, default_index_dir
 
@@ -54,10 +54,10 @@ def populated(tmp_path, env):
     run(["init"], tmp_path, env, check=0)
     url = str(tmp_path / ".objstore")
     with library_repo(url, env) as repo:
-        value_payload = records.encode_value("builtins.bytes", "pickle", b"\x00\xffraw")
+        value_payload = model.value.encode("builtins.bytes", "pickle", b"\x00\xffraw")
         value_id = hashing.hash_text("v")
-        tag_payload = records.encode_tag("Value", value_id, "env", {"b": 2, "a": [1]}, [])
-        tag_id = records.tag_hash_of(json.loads(tag_payload))
+        tag_payload = model.tag.KIND.encode("Value", value_id, "env", {"b": 2, "a": [1]}, [])
+        tag_id = model.tag.tag_hash_of(json.loads(tag_payload))
         blob_id = hashing.hash_text("blob")
         blob = bytes(range(256)) * 3
         repo.add(value_id, "value", value_payload)
@@ -231,7 +231,9 @@ def test_local_repository_upgrades_on_open(tmp_path, env):
 
 
 def test_in_process_main_and_command_discovery(tmp_path, env):
-    assert command_modules()[0] == "objstore.cli.basic"
+    modules = command_modules()
+    assert modules[:3] == ["objstore.cli.repository", "objstore.cli.log", "objstore.cli.objects"]
+    assert len(modules) == len(set(modules))
     out, err = io.StringIO(), io.StringIO()
     environ = dict(env, OBJSTORE_REPO=str(tmp_path / "r"))
     assert main(["init"], environ=environ, stdout=out, stderr=err) == 0

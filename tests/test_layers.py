@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md / docs/contracts.md, checked by parsing every import with ast.
+"""The layering of README's design section / docs/contracts.md, checked by parsing every import.
 
 Keep the data below in step with the architecture; the checker underneath never needs to change.
 """
@@ -18,22 +18,28 @@ import pytest
 # A layer is the first component under objstore/: a module objstore/x.py or a package objstore/x/.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
+    ("missing",),
     ("ids",),
     ("hashing",),
     ("codec",),
-    ("records",),
+    ("layout",),
     ("pack",),
+    ("format",),
+    ("model",),
     ("fs",),
     ("store",),
     ("index",),
     ("repo",),
     ("backend",),
-    ("redun", "sync", "query"),
+    ("redun", "sync", "maint", "query"),
     ("cli",),
 ]
 # No I/O here. objstore/__init__.py counts as pure too and may import nothing from objstore:
 # every `import objstore.codec` runs it, so anything it pulled in would leak into pure code.
-PURE = {"errors", "ids", "hashing", "codec", "records", "pack"}
+PURE = {"errors", "missing", "ids", "hashing", "codec", "layout", "pack", "format", "model"}
+# Layers that may not reach past the one they build on: the backend knows no paths, no
+# filesystems and no index (it asks the repository), so the layout can change under it.
+FORBIDDEN: dict[str, set[str]] = {"backend": {"fs", "store", "index", "layout"}}
 # Top-level modules a pure module may not import (filesystems, databases, processes, network,
 # cloud SDKs, dynamic import that would hide all of the above).
 IO_MODULES = {
@@ -44,7 +50,9 @@ IO_MODULES = {
 }  # fmt: skip
 REFS_FIRST_LAYER = "repo"  # the top-level refs package may be imported from here on down
 REDUN_LAYERS = {"redun"}  # the only objstore code that may import the redun package
-ENV_LAYERS = {"cli"}  # the only objstore code that may read or change os.environ
+ENV_LAYERS = {"cli"}  # the only objstore code that may read or change os.environ, besides:
+# the XDG cache-home rule, which every process (CLI, library, redun adapter) must apply alike.
+ENV_MODULES = {"objstore.repo.index_dir"}
 ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,8 +178,10 @@ def check_source(source: Source) -> list[str]:
                         f"{say}: layer {layer or 'objstore/__init__'} may not import "
                         f"layer {target_layer} (same level or later)"
                     )
+                elif target_layer in FORBIDDEN.get(layer or "", ()):
+                    problems.append(f"{say}: layer {layer} may not import layer {target_layer} (it asks objstore.repo)")
 
-    if layer not in ENV_LAYERS:
+    if layer not in ENV_LAYERS and source.module not in ENV_MODULES:
         for lineno, what in env_reads(tree):
             problems.append(f"{where}:{lineno}: {what}: only objstore/cli/ reads the environment")
     return problems
@@ -219,15 +229,19 @@ def _check(module: str, text: str, *, is_package: bool = False) -> list[str]:
         # pure modules doing I/O
         ("objstore.codec", "import os\n", "pure"),
         ("objstore.hashing", "from pathlib import Path\n", "pure"),
-        ("objstore.records", "import fsspec.implementations.local\n", "pure"),
+        ("objstore.model.job", "import fsspec.implementations.local\n", "pure"),
+        ("objstore.layout", "import os\n", "pure"),
+        ("objstore.format", "from pathlib import Path\n", "pure"),
         ("objstore.ids", "def f():\n    import lmdb\n", "pure"),  # lazy imports count too
         ("objstore.errors", "import subprocess, json\n", "pure"),
         ("objstore.codec", "import s3fs\n", "pure"),
-        ("objstore.records", "import importlib\n", "pure"),
+        ("objstore.model", "import importlib\n", "pure"),
         ("objstore", "import os\n", "pure"),
         # importing a later (or sibling) layer
         ("objstore.codec", "from objstore import store\n", "may not import layer store"),
-        ("objstore.codec", "from objstore.records import derive_entries\n", "layer records"),
+        ("objstore.codec", "from objstore.model import derive_entries\n", "layer model"),
+        ("objstore.pack", "from objstore.format import check\n", "layer format"),
+        ("objstore.model.value", "from objstore.store import open_store\n", "layer store"),
         ("objstore.errors", "from .ids import Hash\n", "layer ids"),
         ("objstore.store", "from objstore.index import Index\n", "layer index"),
         ("objstore.index", "import objstore.repo\n", "layer repo"),
@@ -235,6 +249,13 @@ def _check(module: str, text: str, *, is_package: bool = False) -> list[str]:
         ("objstore.repo", "from objstore.backend import Core\n", "layer backend"),
         ("objstore.backend.core", "from objstore.redun import RedunBackend\n", "layer redun"),
         ("objstore.sync", "from objstore.query import log\n", "layer query"),
+        ("objstore.maint.fsck", "from objstore.sync import transfer\n", "layer sync"),
+        ("objstore.query.log", "from objstore.redun import ObjstoreBackend\n", "layer redun"),
+        ("objstore.backend.values", "from objstore.store import ObjectStore\n", "asks objstore.repo"),
+        ("objstore.backend.core", "from objstore.index import MAX_KEY_BYTES\n", "asks objstore.repo"),
+        ("objstore.backend.handles", "from objstore import layout\n", "asks objstore.repo"),
+        ("objstore.backend.jobs", "import objstore.fs.local\n", "asks objstore.repo"),
+        ("objstore.repo.journal", "import os\nx = os.environ['HOME']\n", "environment"),
         ("objstore.redun.backend", "from objstore.cli import main\n", "layer cli"),
         ("objstore", "from objstore.codec import encode\n", "layer codec"),
         ("objstore", "from . import repo\n", "layer repo"),
@@ -268,12 +289,15 @@ def test_the_checker_catches_violations(module, text, expected):
     "module,text",
     [
         ("objstore.codec", "import json, re, threading\nimport zstandard\nfrom objstore.errors import CorruptObject\n"),
-        ("objstore.records", "from objstore import hashing\nfrom objstore.codec import canonical_json\n"),
+        ("objstore.model.call", "from objstore import hashing\nfrom objstore.codec import canonical_json\n"),
+        ("objstore.layout", "import re\nimport datetime\nfrom objstore.ids import fanout_path\n"),
+        ("objstore.repo.index_dir", "import os\nx = os.environ.get('XDG_CACHE_HOME')\n"),
+        ("objstore.backend.core", "from objstore.repo import Repository\nfrom objstore import model\n"),
         ("objstore.hashing", "from . import ids\nimport hashlib\n"),
         ("objstore", "__version__ = '1'\n"),
         ("objstore.backend.cache", "from objstore.backend.core import Core\nfrom .calls import Calls\n"),
         ("objstore.store", "import os\nfrom objstore import fs, codec\n"),
-        ("objstore.index", "from objstore.store import MISSING\nimport lmdb, os\n"),
+        ("objstore.index", "from objstore.missing import MISSING\nimport lmdb, os\n"),
         ("objstore.repo", "import refs\nfrom objstore import __version__\n"),
         ("objstore.redun.backend", "from redun.task import Task\nfrom objstore.backend import Core\n"),
         ("objstore.cli", "import os\nurl = os.environ.get('OBJSTORE_REPO')\nfrom objstore.redun import x\n"),

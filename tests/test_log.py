@@ -10,15 +10,14 @@ import pickle
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from redun import Scheduler, task
 from redun.config import Config
 
-from objstore import records
+from objstore import model
 from objstore.backend import Provenance
 from objstore.query import (
     DONE,
@@ -242,7 +241,7 @@ def test_prefixes_unique_ambiguous_and_unknown(world):
     assert RUN_EXEC_A in err and RUN_EXEC_B in err and "Traceback" not in proc.stderr
     assert "ambiguous job id prefix" in world.log("--job", "feed0000", check=1).stderr
     assert "no record with id prefix '0000000'" in world.log("0000000", check=1).stderr
-    assert "not an id or id prefix" in world.log("--job", "x/../y", check=1).stderr
+    assert "not an object id or id prefix" in world.log("--job", "x/../y", check=1).stderr
 
 
 # ----------------------------------------------------------------------------------- details
@@ -326,7 +325,7 @@ def test_query_library_with_a_clock(world, tmp_path):
     with repo:
         prov = Provenance(repo)
         prov.refresh()
-        later = datetime.now(timezone.utc) + timedelta(hours=2)
+        later = datetime.now(UTC) + timedelta(hours=2)
         stale = LogQuery(prov, stale_after=3600, now=later)
         assert stale.execution_tree(RUN_EXEC_A).root.status == UNFINISHED
         fresh = LogQuery(prov, stale_after=3600)
@@ -360,7 +359,7 @@ def test_previews_never_run_code_named_by_a_value(tmp_path):
     assert preview_value("builtins.bytes", "application/python-pickle", b"not a pickle") == (
         "<builtins.bytes, 12 bytes>"
     )
-    assert preview_value("redun.File", "application/python-pickle", b"", records.file_subtype("/a/b")) == (
+    assert preview_value("redun.File", "application/python-pickle", b"", model.value.file_subtype("/a/b")) == (
         "File(path=/a/b)"
     )
     long = preview_value("builtins.str", "application/python-pickle", pickle.dumps("x" * 1000))
@@ -372,3 +371,54 @@ def test_empty_repository(tmp_path):
     url = str(tmp_path / "empty")
     assert run_log(url, tmp_path / "i1").stdout == "No executions.\n"
     assert json.loads(run_log(url, tmp_path / "i2", "--json").stdout) == []
+
+
+# ------------------------------------------------------------------------ reads stay in bulk
+
+
+@task()
+def square(x: int) -> int:
+    return x * x
+
+
+@task()
+def fan(n: int) -> list:
+    return [square(i) for i in range(n)]
+
+
+def test_an_execution_tree_reads_its_packed_jobs_in_bulk(tmp_path):
+    # 40 jobs flushed together sit in one or two packs: walking the tree must cost about one
+    # ranged read per pack, not one request per object (on a bucket: N GETs, or N 404s first).
+    url = f"memory://log-bulk-{os.getpid()}-{id(tmp_path)}"
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "writer"))
+    assert scheduler(backend).run(fan(40)) == [i * i for i in range(40)]
+    backend.close()
+
+    repo = Repository.open(url, index_dir=str(tmp_path / "reader"))
+    packs = repo.store.pack_names()
+    assert packs, "the run wrote no pack"
+    # Count what reaches the filesystem: every GET (whole file or ranged) the walk causes.
+    fs = repo.fs
+    reads: list[tuple[str, bool]] = []
+    cat_file = fs.cat_file
+
+    def counting_cat_file(path, start=None, end=None, **kwargs):
+        reads.append((path, start is not None))
+        return cat_file(path, start=start, end=end, **kwargs)
+
+    fs.cat_file = counting_cat_file
+    try:
+        query = LogQuery(Provenance(repo))
+        (exec_id,) = query.execution_ids()
+        tree = query.execution_tree(exec_id)
+    finally:
+        del fs.cat_file
+        repo.close()
+    assert tree.execution.counts.total == 41 and tree.execution.counts.done == 41
+    assert len(list(tree.root.walk())) == 41
+    objects = [(path, ranged) for path, ranged in reads if "/objects/" in path]
+    # Every object of the run is packed: nothing may be looked for at a loose path.
+    assert all("/objects/pack/" in path and ranged for path, ranged in objects), objects
+    # Five bulk steps (the execution, the root job, the jobs, their call nodes, their tasks and
+    # argument values), each at most one ranged read per pack; one read per object was 87.
+    assert len(objects) <= 5 * len(packs), objects

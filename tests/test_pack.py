@@ -11,10 +11,12 @@ import uuid
 
 import pytest
 
-from objstore import codec, hashing, pack, records
+from objstore import codec, hashing, model, pack
 from objstore.errors import CorruptObject, ObjectNotFound
-from objstore.repo import FORMAT_FILE, FORMAT_VERSION, PACK_MIN_OBJECTS, Repository
-from objstore.store import MISSING, ObjectStore
+from objstore.format import FORMAT_VERSION
+from objstore.layout import FORMAT_FILE
+from objstore.repo import PACK_MIN_OBJECTS, Repository
+from objstore.store import MISSING, open_store
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -24,7 +26,7 @@ def h(text: str) -> str:
 
 
 def value_obj(text: str):
-    payload = records.encode_value("builtins.str", "pickle", text.encode())
+    payload = model.value.encode("builtins.str", "pickle", text.encode())
     return h("value:" + text), "value", payload
 
 
@@ -65,7 +67,7 @@ def journal_docs(target) -> list[dict]:
 
 
 def snapshot(repo: Repository) -> dict[str, list]:
-    return {t: list(repo.index.scan(t)) for t in records.INDEX_TABLES}
+    return {t: list(repo.index.scan(t)) for t in model.TABLES}
 
 
 def set_format_version(target, version: list[int]) -> dict:
@@ -323,7 +325,7 @@ def test_location_encode_parse_round_trip_and_garbage():
 
 
 def test_put_packed_splits_at_max_pack_bytes_and_reads_back(target, monkeypatch):
-    store = ObjectStore(target.fs(), target.root)
+    store = open_store(target.fs(), target.root)
     # Equal-size payloads that do not compress: every encoding has the same length.
     payloads = [hashlib.sha256(str(i).encode()).digest() * 8 for i in range(10)]
     items = [(h(f"p{i}"), "blob", p) for i, p in enumerate(payloads)]
@@ -359,7 +361,7 @@ def test_put_packed_splits_at_max_pack_bytes_and_reads_back(target, monkeypatch)
 
 
 def test_get_packed_of_a_missing_pack_and_a_wrong_location(target):
-    store = ObjectStore(target.fs(), target.root)
+    store = open_store(target.fs(), target.root)
     assert store.pack_names() == []
     items = [(h(f"w{i}"), "blob", f"payload {i}".encode()) for i in range(3)]
     located = store.put_packed(items)
@@ -702,3 +704,38 @@ def test_reader_opened_before_an_upgrade_finds_objects_packed_after_it(target, t
     finally:
         writer.close()
         worker.close()
+
+
+# ------------------------------------------------------------------------------ read plans
+
+
+def test_plan_reads_merges_neighbours_and_keeps_every_index():
+    L = pack.Location
+    a, b = "a" * 40 + ".pack", "b" * 40 + ".pack"
+    locs = [L(a, 100, 50), L(b, 8, 10), L(a, 8, 60), L(a, 1 << 20, 10), L(a, 200, 30)]
+    plans = pack.plan_reads(locs, max_gap=100, max_span=1 << 16)
+    assert plans == [(a, 8, 222, [2, 0, 4]), (a, 1 << 20, 10, [3]), (b, 8, 10, [1])]
+    assert sorted(i for _, _, _, members in plans for i in members) == list(range(len(locs)))
+    # Nothing merges past the span limit, however close.
+    tight = pack.plan_reads([L(a, 8, 60), L(a, 68, 60)], max_gap=100, max_span=100)
+    assert [(o, n) for _, o, n, _ in tight] == [(8, 60), (68, 60)]
+    assert pack.plan_reads([]) == []
+
+
+def test_get_packed_many_reads_one_range_per_pack_and_names_damage(tmp_path):
+    from objstore.fs import open_url
+
+    store = open_store(*open_url(str(tmp_path)))
+    items = [(hashing.hash_text(f"p{i}"), "value", b"x%d" % i) for i in range(20)]
+    located = store.put_packed(items)
+    seen = []
+    read_ranges = store.blobs.read_ranges
+    store.blobs.read_ranges = lambda reqs: (seen.append(list(reqs)), read_ranges(seen[-1]))[1]
+    got = store.get_packed_many([(oid, loc) for oid, _, loc in reversed(located)])
+    assert got == [(kind, payload) for _, kind, payload in reversed(items)]
+    assert len(seen) == 1 and len(seen[0]) == 1  # one request for twenty objects
+    gone = pack.Location("c" * 40 + ".pack", 8, 50)
+    assert store.get_packed_many([(items[0][0], gone)]) == [MISSING]
+    with pytest.raises(ObjectNotFound) as exc:
+        store.get_packed(items[0][0], gone)
+    assert items[0][0] in str(exc.value) and "c" * 40 in str(exc.value)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from objstore import codec, hashing, records
+from objstore import codec, hashing, model
 from objstore.errors import (
     CorruptObject,
     FormatError,
@@ -25,14 +25,11 @@ from objstore.errors import (
     RepositoryNotFound,
     StorageError,
 )
-from objstore.repo import (
-    FORMAT_VERSION,
-    SEGMENT_RE,
-    Repository,
-    check_format,
-    default_index_dir,
-)
-from objstore.store import MISSING
+from objstore.format import FORMAT_VERSION
+from objstore.format import check as check_format
+from objstore.layout import SEGMENT_RE
+from objstore.missing import MISSING
+from objstore.repo import Repository, default_index_dir
 
 
 def h(text: str) -> str:
@@ -40,13 +37,13 @@ def h(text: str) -> str:
 
 
 def value_obj(text: str, subvalues=()):
-    payload = records.encode_value("builtins.str", "pickle", text.encode(), subvalues=subvalues)
+    payload = model.value.encode("builtins.str", "pickle", text.encode(), subvalues=subvalues)
     return h("value:" + text), "value", payload
 
 
 def tag_obj(entity: str, key: str, value):
-    payload = records.encode_tag("Value", entity, key, value, [])
-    return records.tag_hash_of(json.loads(payload)), "tag", payload
+    payload = model.tag.KIND.encode("Value", entity, key, value, [])
+    return model.tag.tag_hash_of(json.loads(payload)), "tag", payload
 
 
 def open_repo(target, index_dir, **kw) -> Repository:
@@ -54,7 +51,7 @@ def open_repo(target, index_dir, **kw) -> Repository:
 
 
 def snapshot(repo: Repository, exclude=()) -> dict[str, list[tuple[str, str]]]:
-    return {t: list(repo.index.scan(t)) for t in records.INDEX_TABLES if t not in exclude}
+    return {t: list(repo.index.scan(t)) for t in model.TABLES if t not in exclude}
 
 
 def write(target, rel: str, data: bytes) -> None:
@@ -261,7 +258,7 @@ def test_failed_flush_keeps_the_buffer_and_retry_succeeds(tmp_path):
 _FLUSHER = textwrap.dedent(
     """
     import json, sys, uuid
-    from objstore import hashing, records
+    from objstore import hashing, model
     from objstore.repo import Repository
     url, options, index_dir = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     repo = Repository.open(url, options, index_dir=index_dir)
@@ -271,7 +268,7 @@ _FLUSHER = textwrap.dedent(
         for j in range(20):
             text = f"{i}-{j}-{uuid.uuid4()}"
             oid = hashing.hash_text(text)
-            repo.add(oid, "value", records.encode_value("builtins.str", "pickle", text.encode() * 50))
+            repo.add(oid, "value", model.value.encode("builtins.str", "pickle", text.encode() * 50))
             repo.set_eval_head(hashing.hash_text("eval" + text), oid)
         repo.flush()
         i += 1

@@ -20,8 +20,8 @@ import pytest
 
 from objstore import codec
 from objstore.errors import CorruptObject, InvalidId, ObjectNotFound, ObjstoreError, StorageError
-from objstore.fs import TEMP_PREFIX, atomic_write, is_local, open_url, write_if_absent
-from objstore.store import MISSING, ObjectStore
+from objstore.fs import TEMP_PREFIX, is_local, open_url
+from objstore.store import MISSING, ObjectStore, open_blobs, open_store
 
 
 def oid(n: object) -> str:
@@ -30,7 +30,7 @@ def oid(n: object) -> str:
 
 @pytest.fixture
 def store(target) -> ObjectStore:
-    return ObjectStore(target.fs(), target.root)
+    return open_store(target.fs(), target.root)
 
 
 def files_under(fs, root: str) -> list[str]:
@@ -74,7 +74,7 @@ def test_uuid_ids_are_objects_too(store):
 
 def test_a_second_instance_sees_the_objects(target, store):
     store.put(oid(1), "value", b"one")
-    other = ObjectStore(target.fs(), target.root)
+    other = open_store(target.fs(), target.root)
     assert other.get(oid(1)) == ("value", b"one")
     assert other.put(oid(1), "value", b"one") is False
 
@@ -194,7 +194,7 @@ def test_invalid_ids_are_refused_before_any_io(tmp_path, bad):
     blocker = tmp_path / "not-a-dir"
     blocker.write_bytes(b"")
     fs, root = open_url(str(blocker))
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     with pytest.raises(StorageError):
         store.put(oid(1), "value", b"x")  # the trap works
     for call in (
@@ -252,7 +252,7 @@ def test_flipped_bit_is_corrupt(store, where):
 def test_every_single_bit_flip_is_caught(tmp_path):
     # Exhaustive on a small object, locally (cheap): no flip anywhere in the frame may decode.
     fs, root = open_url(str(tmp_path / "repo"))
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     a = oid("sweep")
     store.put(a, "value", b"payload!")
     path = store.object_path(a)
@@ -308,7 +308,7 @@ def test_object_stored_under_the_wrong_id_is_detected_by_its_header_only_if_chan
 def test_iter_ids_skips_foreign_names(store):
     ids = [oid(i) for i in range(3)]
     store.put_many((i, "value", b"x") for i in ids)
-    fs, objects = store.fs, store.objects_root
+    fs, objects = store.fs, store.blobs.path("objects")
     for rel in ["README", "zz/notanid", f"{ids[0][:2]}/short", f"{ids[0][:2]}/{ids[0][2:].upper()}", "abc/" + "0" * 38]:
         fs.makedirs(os.path.dirname(f"{objects}/{rel}"), exist_ok=True)
         fs.pipe_file(f"{objects}/{rel}", b"junk")
@@ -352,7 +352,7 @@ def test_stream_roundtrip_small(store):
 
 def test_stream_roundtrip_large_local(tmp_path):
     fs, root = open_url(str(tmp_path / "repo"))
-    _stream_roundtrip(ObjectStore(fs, root), 64 << 20)
+    _stream_roundtrip(open_store(fs, root), 64 << 20)
 
 
 def test_stream_put_of_existing_reads_nothing(store):
@@ -399,9 +399,9 @@ def test_open_url_roots(target, tmp_path):
     fs, root = open_url(target.url, target.storage_options)
     assert root == target.root and not root.endswith("/")
     assert type(fs).__name__ == type(target.fs()).__name__
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     store.put(oid(1), "value", b"1")
-    assert ObjectStore(target.fs(), target.root).get(oid(1)) == ("value", b"1")
+    assert open_store(target.fs(), target.root).get(oid(1)) == ("value", b"1")
 
 
 def test_open_url_local_forms(tmp_path):
@@ -414,16 +414,18 @@ def test_open_url_local_forms(tmp_path):
         open_url("s3://")
 
 
-def test_write_if_absent_and_atomic_write(target):
+def test_blob_create_and_replace(target):
     fs = target.fs()
     path = f"{target.root}/dir/file"
     fs.makedirs(f"{target.root}/dir", exist_ok=True)
-    assert write_if_absent(fs, path, b"one") is True
-    assert write_if_absent(fs, path, b"two") is False
+    blobs = open_blobs(fs, target.root, durable=True)
+    assert blobs.create("dir/file", b"one") is True
+    assert blobs.create("dir/file", b"two") is False
     assert fs.cat_file(path) == b"one"
-    atomic_write(fs, path, b"three", durable=True)
+    blobs.replace("dir/file", b"three")
     assert fs.cat_file(path) == b"three"
     assert [p for p in fs.find(target.root)] == [path]
+    assert blobs.list_keys("dir") == ["dir/file"] and blobs.list_names("dir") == ["file"]
 
 
 def test_storage_errors_name_the_path(tmp_path):
@@ -431,7 +433,7 @@ def test_storage_errors_name_the_path(tmp_path):
     # "missing", which must surface as StorageError (an OSError) naming the path.
     (tmp_path / "objects").write_bytes(b"")
     fs, root = open_url(str(tmp_path))
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     for call in (
         lambda: store.put(oid(1), "value", b"x"),
         lambda: store.put_stream(oid(1), "value", io.BytesIO(b"x"), 1),
@@ -448,7 +450,7 @@ def test_storage_errors_name_the_path(tmp_path):
 
 def test_durable_local_store(tmp_path):
     fs, root = open_url(str(tmp_path))
-    store = ObjectStore(fs, root, durable=True)
+    store = open_store(fs, root, durable=True)
     assert store.put(oid(1), "value", b"x")
     assert store.put_stream(oid(2), "value", io.BytesIO(b"yy"), 2)
     assert store.delete(oid(1))
@@ -457,7 +459,7 @@ def test_durable_local_store(tmp_path):
 
 def test_durable_put_many_batches_and_leaves_no_temp_files(tmp_path):
     fs, root = open_url(str(tmp_path / "repo"))  # no objects/ yet: made on the first write
-    store = ObjectStore(fs, root, durable=True)
+    store = open_store(fs, root, durable=True)
     assert store.put(oid(3), "value", b"old")
     items = [(oid(i), "value", b"v%d" % i) for i in range(40)] + [(oid(5), "value", b"again")]
     created = store.put_many(items)
@@ -473,11 +475,9 @@ def test_durable_put_many_batches_and_leaves_no_temp_files(tmp_path):
 
 
 def test_replace_many_local_durable_last_duplicate_wins(tmp_path):
-    from objstore.fs import replace_many
-
     fs, root = open_url(str(tmp_path))
-    items = [(f"{root}/evals/ab/{i}", b"%d" % i) for i in range(5)] + [(f"{root}/evals/ab/0", b"new")]
-    replace_many(fs, items, durable=True)
+    items = [(f"evals/ab/{i}", b"%d" % i) for i in range(5)] + [("evals/ab/0", b"new")]
+    open_blobs(fs, root, durable=True).replace_many(items)
     assert sorted(os.listdir(tmp_path / "evals" / "ab")) == ["0", "1", "2", "3", "4"]
     assert (tmp_path / "evals" / "ab" / "0").read_bytes() == b"new"
 
@@ -488,7 +488,7 @@ _CRASH_CHILD = textwrap.dedent(
     """
     import os, sys, time
     from objstore.fs import open_url
-    from objstore.store import ObjectStore
+    from objstore.store import open_store
 
     class Slow:
         # An endless-looking source: signals the parent once the upload is well underway.
@@ -503,7 +503,7 @@ _CRASH_CHILD = textwrap.dedent(
             return os.urandom(size)  # incompressible, so output reaches the file at once
 
     fs, root = open_url(sys.argv[1])
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     store.put_stream(sys.argv[2], "value", Slow(), 1 << 40)
     print("finished?!", flush=True)
     """
@@ -514,7 +514,7 @@ def test_killed_writer_leaves_no_object(tmp_path):
     repo = tmp_path / "repo"
     a = oid("crash")
     fs, root = open_url(str(repo))
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     store.put(oid("before"), "value", b"kept")
 
     child = subprocess.Popen(
@@ -564,7 +564,7 @@ def test_s3_costs_one_request_per_object(s3_server, tmp_path):
 
     target = servers.make_target("s3", tmp_path=tmp_path, server=s3_server)
     bucket = target.root.split("/")[0]
-    store = ObjectStore(target.fs(), target.root)
+    store = open_store(target.fs(), target.root)
     ids = [oid(("s3", i)) for i in range(10)]
 
     def count(action) -> dict[str, int]:
@@ -608,9 +608,9 @@ def test_atomic_write_keeps_a_trailing_cr(target):
     fs = target.fs()
     fs.makedirs(target.root, exist_ok=True)
     for data in (b"ends with cr\r", b"crlf\r\n", b"\r"):
-        atomic_write(fs, f"{target.root}/f", data, durable=False)
+        open_blobs(fs, target.root).replace("f", data)
         assert target.fs().cat_file(f"{target.root}/f") == data
-        assert write_if_absent(fs, f"{target.root}/g{len(data)}", data)
+        assert open_blobs(fs, target.root).create(f"g{len(data)}", data)
         assert target.fs().cat_file(f"{target.root}/g{len(data)}") == data
 
 

@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from objstore.errors import CorruptObject
 from objstore.fs import open_url
-from objstore.store import MISSING, ObjectStore
+from objstore.store import MISSING, ObjectStore, open_store
 
 # A small id pool so operations collide (re-puts, deletes of present ids, duplicates in bulk).
 IDS = [f"{n:02x}" + "0" * 36 + f"{n:02x}" for n in (0x00, 0x01, 0x0A, 0xAB, 0xFF)] + [
@@ -106,7 +106,7 @@ def test_store_matches_dict_model(target):
 
     def new_store():
         # Every example gets a fresh location beside the others.
-        return ObjectStore(fs, f"{target.root}/m-{uuid.uuid4().hex[:12]}")
+        return open_store(fs, f"{target.root}/m-{uuid.uuid4().hex[:12]}")
 
     run_state_machine_as_test(
         make_machine(new_store),
@@ -131,7 +131,7 @@ def test_damaged_objects_raise_corrupt_object_and_nothing_else(tmp_path_factory,
     # Whatever happens to the bytes on disk, a read either returns the original object or
     # raises CorruptObject naming it: never another exception from deep inside a decoder.
     fs, root = open_url(str(tmp_path_factory.mktemp("fuzz")))
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     object_id = IDS[0]
     store.put(object_id, "value", payload)
     path = store.object_path(object_id)

@@ -15,7 +15,7 @@ import time
 
 import lmdb
 
-from objstore import records
+from objstore import model
 from objstore.index import Index
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     keys = [os.urandom(20).hex() for _ in range(args.keys)]
     n = len(keys)
     with tempfile.TemporaryDirectory() as tmp:
-        ix = Index(os.path.join(tmp, "ix"), records.INDEX_TABLES)
+        ix = Index(os.path.join(tmp, "ix"), model.TABLES)
         t0 = time.perf_counter()
         ix.apply([("put", "objects", k, "value") for k in keys])
         load = time.perf_counter() - t0

@@ -26,7 +26,7 @@ import zstandard
 
 from objstore import codec
 from objstore.fs import open_url
-from objstore.store import MISSING, ObjectStore
+from objstore.store import MISSING, open_store
 
 MIB = 1 << 20
 TARGET_WRITES = 10_000
@@ -149,7 +149,7 @@ def raw_sha512(length: int, block: bytes) -> float:
 def big_child(directory: str, length: int) -> dict:
     block = pattern_block()
     fs, root = open_url(directory)
-    store = ObjectStore(fs, root)
+    store = open_store(fs, root)
     base_rss = reset_rss_peak()
 
     def read_all(object_id: str) -> int:
@@ -249,7 +249,7 @@ def run(args, scratch: str) -> int:
     for rep in range(args.repeat):
         raw_dir = os.path.join(scratch, f"raw{rep}")
         fs, root = open_url(os.path.join(scratch, f"store{rep}"))
-        store = ObjectStore(fs, root, level=args.level)
+        store = open_store(fs, root, level=args.level)
         # Raw and store take turns slice by slice, so a burst of background I/O (this box
         # is shared) lands on both sides alike instead of skewing one whole phase.
         t = dict.fromkeys(("raw_w", "raw_r", "w", "r", "again"), 0.0)

@@ -1,8 +1,9 @@
 """The scheduler-neutral provenance API: caching, call graph, jobs, tags, handles, records.
 
 No scheduler imports here: values arrive already hashed and serialized, so any scheduler (redun
-through objstore.redun, or another) can record into and query one repository. Each concern
-lives in its own module around a shared Core (one Repository, one write overlay):
+through objstore.redun, or another) can record into and query one repository. Nothing here
+knows the repository's layout or its flush policy: both belong to objstore.repo. Each concern
+lives in its own module around a shared Core (one Repository, a cache of verified objects):
 
     values   ValueSpec -> value objects (+ subvalues, File/Task subtypes)
     calls    CallNodes with arguments, upstream calls, children, subtree tasks
@@ -25,6 +26,7 @@ from objstore.backend.jobs import Jobs
 from objstore.backend.records import Records
 from objstore.backend.tags import Tags
 from objstore.backend.values import DEFAULT_MAX_VALUE_SIZE, StoredValue, Values, ValueSpec
+from objstore.repo import Repository
 
 __all__ = [
     "Provenance",
@@ -41,18 +43,12 @@ __all__ = [
 
 
 class Provenance:
-    """All concerns over one Repository. Writes are buffered until flush()."""
+    """All concerns over one Repository. Writes are buffered (by the repository, flushed by its
+    FlushPolicy) until flush()."""
 
-    def __init__(
-        self,
-        repo: Any,
-        *,
-        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
-        flush_every: int = 5000,
-        flush_interval: float = 0.5,
-    ):
+    def __init__(self, repo: Repository, *, max_value_size: int = DEFAULT_MAX_VALUE_SIZE):
         self.repo = repo
-        self.core = Core(repo, flush_every=flush_every, flush_interval=flush_interval)
+        self.core = Core(repo)
         self.values = Values(self.core, max_value_size=max_value_size)
         self.calls = Calls(self.core)
         self.jobs = Jobs(self.core)
@@ -62,20 +58,26 @@ class Provenance:
         self.records = Records(self.core, self.jobs, self.tags)
 
     def flush(self) -> None:
-        self.core.flush()
+        self.repo.flush()
 
     def maybe_flush(self) -> bool:
-        return self.core.maybe_flush()
+        return self.repo.maybe_flush()
+
+    def job_started(self) -> None:
+        """A scheduler started a job: the repository's flush policy decides what to write."""
+        self.repo.flusher.job_started()
+
+    def job_ended(self, *, root: bool) -> None:
+        """A job ended (``root``: the execution's root job, written before this returns)."""
+        self.repo.flusher.job_ended(root=root)
 
     def refresh(self) -> int:
-        return self.core.refresh()
+        return self.repo.refresh()
 
     def close(self) -> None:
-        self.core.stop()
-        self.core.flush()
         self.repo.close()
 
-    def __enter__(self) -> "Provenance":
+    def __enter__(self) -> Provenance:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -7,13 +7,14 @@ that cannot be loaded (missing or corrupt object behind a head) is a miss, never
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from objstore import records
 from objstore.backend.calls import Calls
 from objstore.backend.core import MISSING, Core, log
 from objstore.backend.values import Values
 from objstore.ids import validate_hash
+from objstore.model import schema
 
 CSE, SINGLE, ULTIMATE, MISS = "CSE", "SINGLE", "ULTIMATE", "MISS"
 SCOPE_NONE, SCOPE_CSE, SCOPE_BACKEND = "NONE", "CSE", "BACKEND"
@@ -72,9 +73,9 @@ class Cache:
 
     def cse_candidate(self, execution_id: str, task_hash: str, args_hash: str, context_hash: str | None) -> Any:
         """call_hash of the newest ended job of this execution with (task, args), or MISSING."""
-        entries = self.core.lookup_all("cse", f"{execution_id}:{task_hash}:{args_hash}")
+        entries = self.core.lookup_all("cse", schema.cse_key(execution_id, task_hash, args_hash))
         for entry in reversed(entries):
-            call_hash = entry.rsplit(":", 1)[1]
+            _, call_hash = schema.untimed(entry)
             if not self.calls.has_call_node(call_hash):
                 continue  # redun joins Job to CallNode: a job without its node is not a candidate
             if self._context_ok(call_hash, context_hash):
@@ -123,7 +124,7 @@ class Cache:
         found_call: str | None = None
         cache_type = MISS
         if cache_scope == SCOPE_BACKEND and check_valid == VALID_SHALLOW and ULTIMATE in allowed:
-            current = current_task_hashes if isinstance(current_task_hashes, (set, frozenset)) else set(current_task_hashes)
+            current = current_task_hashes if isinstance(current_task_hashes, set) else set(current_task_hashes)
             call_hash = self.ultimate_candidate(task_hash, args_hash, current, context_hash)
             if call_hash is not MISSING:
                 found_call = call_hash
@@ -143,9 +144,9 @@ class Cache:
     # -- explain -----------------------------------------------------------------------------
 
     def explain_cache_miss(self, task_name: str, task_namespace: str | None, task_hash: str, args_hash: str) -> dict:
-        name_key = records.task_name_key(task_namespace, task_name)
+        name_key = schema.task_name_key(task_namespace, task_name)
         for entry in reversed(self.core.lookup_all("calls_by_args", args_hash)):
-            _, call_hash, call_task_hash = entry.split(":")
+            call_hash, call_task_hash = schema.untimed(entry)
             if self.core.lookup("task_name", call_task_hash) == name_key:
                 return {
                     "reason": "new_task",
@@ -155,7 +156,7 @@ class Cache:
                 }
         entries = self.core.lookup_all("calls_by_task", task_hash)
         if entries:
-            call_hash = entries[-1].split(":")[1]
+            call_hash = schema.timed_id(entries[-1])
             call = self.calls.get_call_node(call_hash)
             return {
                 "reason": "new_args",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-from objstore import hashing, records
+from objstore import hashing, model
 from objstore.backend.core import Core
 from objstore.ids import validate_hash
+from objstore.model import call as call_kind
+from objstore.model import schema
+from objstore.model.times import format_timestamp
 
 
 @dataclass(frozen=True)
@@ -52,35 +56,35 @@ class Calls:
         if self.core.has(call_hash):
             return call_hash
         core = self.core
-        children = [c for c in child_call_hashes if core.kind_of(c) == records.CALL]
+        children = [c for c in child_call_hashes if core.kind_of(c) == model.CALL]
         stored_args: dict[str, dict] = {}
         for arg in args:
             key = arg.export_key
             stored_args[key] = {
-                "arg_hash": records.argument_hash(call_hash, key, arg.value_hash),
+                "arg_hash": call_kind.argument_hash(call_hash, key, arg.value_hash),
                 "value_hash": validate_hash(arg.value_hash),
                 "upstream": sorted({validate_hash(u) for u in arg.upstream}),
             }
-        payload, entries = records.call_record(
+        payload, entries = call_kind.KIND.build(
             call_hash,
             task_name=task_name,
             task_hash=validate_hash(task_hash),
             args_hash=validate_hash(args_hash),
             value_hash=validate_hash(result_hash),
-            timestamp=records.format_timestamp(timestamp or datetime.now(timezone.utc)),
+            timestamp=format_timestamp(timestamp or datetime.now(UTC)),
             args=stored_args,
             children=children,
             subtree_tasks=[validate_hash(t) for t in subtree_task_hashes],
         )
-        core.add(records.CALL, call_hash, payload, entries)
+        core.add(model.CALL, call_hash, payload, entries)
         return call_hash
 
     def get_call_node(self, call_hash: str) -> Any:
         """The call's metadata dict (args as [[key, arg], ...]) or MISSING."""
-        return self.core.get_meta(call_hash, records.CALL)
+        return self.core.get_meta(call_hash, model.CALL)
 
     def has_call_node(self, call_hash: str) -> bool:
-        return self.core.kind_of(call_hash) == records.CALL
+        return self.core.kind_of(call_hash) == model.CALL
 
     def get_subtree_tasks(self, call_hash: str) -> set[str]:
         return set(self.core.lookup_all("call_subtree", call_hash))
@@ -90,8 +94,8 @@ class Calls:
 
     def calls_for(self, task_hash: str, args_hash: str) -> list[str]:
         """Call hashes with this (task_hash, args_hash), newest first."""
-        entries = self.core.lookup_all("calls_by_eval", f"{task_hash}:{args_hash}")
-        return [entry.split(":")[1] for entry in reversed(entries)]
+        entries = self.core.lookup_all("calls_by_eval", schema.eval_key(task_hash, args_hash))
+        return [schema.timed_id(entry) for entry in reversed(entries)]
 
     def contexts_of(self, call_hash: str) -> set[str]:
         return set(self.core.lookup_all("call_context", call_hash))

@@ -8,15 +8,17 @@ compare-and-swap, so concurrent workers never lose each other's rollbacks or adv
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
 
-from objstore import hashing, records
+from objstore import model
 from objstore.backend.core import MISSING, Core
+from objstore.errors import ConcurrentUpdate
 from objstore.ids import validate_hash
+from objstore.missing import Missing
+from objstore.model import handle as handle_kind
+from objstore.model import schema
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
 CAS_RETRIES = 100
 
 
@@ -26,13 +28,6 @@ class HandleSpec:
     fullname: str
     key: str
     value_hash: str  # the Handle recorded as a Value (its value_hash equals its hash in redun)
-
-
-def handle_ref_name(fullname: str) -> str:
-    """The ref holding a handle name's state: readable when the name is plain, hashed otherwise."""
-    if _SAFE_NAME.fullmatch(fullname) and ".." not in fullname and not fullname.endswith((".lock", ".")):
-        return f"handles/{fullname}"
-    return f"handles/_/{hashing.hash_text(fullname)}"
 
 
 def _encode_state(invalid: set[str]) -> bytes:
@@ -45,9 +40,9 @@ class Handles:
 
     # -- state (refs) ------------------------------------------------------------------------
 
-    def _read_state(self, fullname: str) -> tuple[Any, set[str]]:
-        raw = self.core.repo.refs.get(handle_ref_name(fullname))
-        if not isinstance(raw, (bytes, bytearray)):
+    def _read_state(self, fullname: str) -> tuple[bytes | Missing, set[str]]:
+        _, raw = self.core.repo.read_handle_state(fullname)
+        if isinstance(raw, Missing):
             return raw, set()
         try:
             return raw, set(json.loads(raw)["invalid"])
@@ -55,18 +50,18 @@ class Handles:
             # An unreadable state must not invalidate anyone's work: treat as all valid.
             return raw, set()
 
-    def _change_state(self, fullname: str, change) -> None:
+    def _change_state(self, fullname: str, change: Callable[[set[str]], set[str]]) -> None:
         """Apply change(invalid_set) -> new set with compare-and-swap, retrying on a lost race."""
-        refs = self.core.repo.refs
-        name = handle_ref_name(fullname)
+        repo = self.core.repo
         for _ in range(CAS_RETRIES):
             raw, invalid = self._read_state(fullname)
             new = change(set(invalid))
             if new == invalid:
                 return
-            if refs.set_if_equals(name, raw, _encode_state(new)):
+            if repo.swap_handle_state(fullname, raw, _encode_state(new)):
                 return
-        raise RuntimeError(f"could not update handle state {name}: too many concurrent writers")
+        name, _ = repo.read_handle_state(fullname)
+        raise ConcurrentUpdate(f"could not update handle state {name}: too many concurrent writers")
 
     def invalid_hashes(self, fullname: str) -> set[str]:
         return self._read_state(fullname)[1]
@@ -78,20 +73,20 @@ class Handles:
 
     def record_handle(self, handle: HandleSpec) -> None:
         if not self.is_recorded(handle.hash):
-            record_id = records.handle_record_id(handle.hash)
-            payload = records.encode_handle(handle.hash, handle.fullname, handle.key, validate_hash(handle.value_hash))
-            self.core.add(records.HANDLE, record_id, payload)
+            record_id = handle_kind.record_id(handle.hash)
+            payload = handle_kind.HANDLE_KIND.encode(handle.hash, handle.fullname, handle.key, validate_hash(handle.value_hash))
+            self.core.add(model.HANDLE, record_id, payload)
 
     def record_edge(self, parent_hash: str, child_hash: str) -> None:
-        edge_id = records.handle_edge_id(parent_hash, child_hash)
+        edge_id = handle_kind.edge_id(parent_hash, child_hash)
         if not self.core.has(edge_id):
-            self.core.add(records.HANDLE_EDGE, edge_id, records.encode_handle_edge(parent_hash, child_hash))
+            self.core.add(model.HANDLE_EDGE, edge_id, handle_kind.HANDLE_EDGE_KIND.encode(parent_hash, child_hash))
 
     def children(self, handle_hash: str) -> list[str]:
         return self.core.lookup_all("handle_children", handle_hash)
 
     def handles_named(self, fullname: str) -> list[str]:
-        return self.core.lookup_all("handles_by_name", records.handle_name_key(fullname))
+        return self.core.lookup_all("handles_by_name", schema.handle_name_key(fullname))
 
     # -- redun's operations ------------------------------------------------------------------
 
@@ -107,7 +102,11 @@ class Handles:
         for handle in touched:
             by_name.setdefault(handle.fullname, set()).add(handle.hash)
         for fullname, hashes in by_name.items():
-            self._change_state(fullname, lambda invalid, hashes=hashes: invalid - hashes)
+
+            def revalidate(invalid: set[str], hashes: set[str] = hashes) -> set[str]:
+                return invalid - hashes
+
+            self._change_state(fullname, revalidate)
 
     def rollback_handle(self, handle_hash: str, fullname: str) -> None:
         """Invalidate every descendant of the handle (not the handle itself), as redun does."""

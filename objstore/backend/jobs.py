@@ -8,16 +8,19 @@ still show a job that is running or whose worker died.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from objstore import records
+from objstore import model
 from objstore.backend.core import MISSING, Core
 from objstore.ids import validate_hash, validate_uuid
+from objstore.model import job as job_kind
+from objstore.model import schema
+from objstore.model.times import format_timestamp
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Jobs:
@@ -32,16 +35,16 @@ class Jobs:
         self._pending_executions[validate_uuid(execution_id)] = json.dumps(args)
 
     def record_updated_time(self, execution_id: str, now: datetime | None = None) -> None:
-        stamp = records.format_timestamp(now or _now())
+        stamp = format_timestamp(now or _now())
         self.core.note([("put", "exec_updated", validate_uuid(execution_id), stamp)])
 
     def get_execution(self, execution_id: str) -> Any:
-        return self.core.get_meta(execution_id, records.EXECUTION)
+        return self.core.get_meta(execution_id, model.EXECUTION)
 
     def list_executions(self) -> list[str]:
         """Execution ids, newest first."""
-        entries = self.core.lookup_all("executions", records.EXECUTIONS_KEY)
-        return [entry.split(":", 1)[1] for entry in reversed(entries)]
+        entries = self.core.lookup_all("executions", schema.EXECUTIONS_KEY)
+        return [schema.timed_id(entry) for entry in reversed(entries)]
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -54,7 +57,7 @@ class Jobs:
         parent_id: str | None,
         now: datetime | None = None,
     ) -> dict:
-        start = records.format_timestamp(now or _now())
+        start = format_timestamp(now or _now())
         info = {
             "start_time": start,
             "task_hash": validate_hash(task_hash),
@@ -65,10 +68,10 @@ class Jobs:
         if parent_id is None:
             args = self._pending_executions.pop(execution_id, None)
             if args is not None and not self.core.has(execution_id):
-                payload = records.encode_execution(args=args, job_id=job_id, start_time=start)
-                self.core.add(records.EXECUTION, execution_id, payload)
+                payload, entries = job_kind.EXECUTION_KIND.build(execution_id, args=args, job_id=job_id, start_time=start)
+                self.core.add(model.EXECUTION, execution_id, payload, entries)
         self._started[job_id] = info
-        self.core.note(records.job_entries(job_id, info, ended=False))
+        self.core.note(job_kind.JOB_KIND.start_entries(job_id, info))
         return info
 
     def job_ended(
@@ -98,13 +101,13 @@ class Jobs:
             # redun's CSE query takes args_hash from the job's CallNode (a join), not from the
             # job; a caller that never set job.args_hash (anything but the scheduler) must
             # still get the CSE hit sqlite gives it, so the call node supplies it.
-            call = self.core.get_meta(validate_hash(call_hash), records.CALL)
+            call = self.core.get_meta(validate_hash(call_hash), model.CALL)
             if call is not MISSING:
                 args_hash = call.get("args_hash")
-        payload, entries = records.job_record(
+        payload, entries = job_kind.JOB_KIND.build(
             job_id,
             start_time=info["start_time"],
-            end_time=records.format_timestamp(now),
+            end_time=format_timestamp(now),
             task_hash=info["task_hash"],
             cached=cached,
             call_hash=validate_hash(call_hash) if call_hash else None,
@@ -112,7 +115,7 @@ class Jobs:
             execution_id=info["execution_id"],
             args_hash=validate_hash(args_hash) if args_hash else None,
         )
-        self.core.add(records.JOB, job_id, payload, entries)
+        self.core.add(model.JOB, job_id, payload, entries)
 
     def _start_note(self, job_id: str) -> dict | None:
         note = self.core.lookup("job_start", job_id)
@@ -125,11 +128,11 @@ class Jobs:
 
     def get_job_info(self, job_id: str) -> Any:
         """The job as a dict (ended: the object; running: the start note), or MISSING."""
-        if self.core.kind_of(job_id) == records.JOB:
-            return self.core.get_meta(job_id, records.JOB)
+        if self.core.kind_of(job_id) == model.JOB:
+            return self.core.get_meta(job_id, model.JOB)
         info = self._started.get(job_id) or self._start_note(job_id)
         if info is None:
-            got = self.core.get_meta(job_id, records.JOB)  # maybe not indexed yet here
+            got = self.core.get_meta(job_id, model.JOB)  # maybe not indexed yet here
             return got
         return {**info, "end_time": None, "cached": False, "call_hash": None, "args_hash": None}
 
@@ -142,7 +145,7 @@ class Jobs:
 
     def job_children(self, job_id: str) -> list[str]:
         """Child job ids ordered by start time."""
-        return [entry.split(":", 1)[1] for entry in self.core.lookup_all("job_children", job_id)]
+        return [schema.timed_id(entry) for entry in self.core.lookup_all("job_children", job_id)]
 
     def is_running_here(self, job_id: str) -> bool:
         return job_id in self._started

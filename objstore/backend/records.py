@@ -1,18 +1,20 @@
-"""Record sync in redun's export format: get_records, put_records, iter_record_ids (§5, §6)."""
+"""Record sync in redun's export format: get_records, put_records, iter_record_ids."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from objstore import records as rec
-from objstore.backend.core import MISSING, Core
+from objstore import model
+from objstore.backend.core import MISSING, Core, log
 from objstore.backend.jobs import Jobs
 from objstore.backend.tags import Tags
 from objstore.errors import CorruptObject, InvalidId, ObjectNotFound
 from objstore.ids import is_hash, is_uuid
+from objstore.model import job as job_kind
+from objstore.model.base import Edge
 
-EXPORT_KINDS = (rec.EXECUTION, rec.JOB, rec.CALL, rec.VALUE, rec.TAG)
-_TASK = "task"  # a task reached by a Job/CallNode edge: only its tags are followed (as redun)
+EXPORT_KINDS = model.EXPORT_KINDS
 
 
 class Records:
@@ -29,48 +31,50 @@ class Records:
         if kind is not MISSING:
             return kind
         if is_uuid(record_id) and self.core.lookup("job_start", record_id) is not MISSING:
-            return rec.JOB
+            return model.JOB
         got = self.core.get_or_missing(record_id)
         return got[0] if got is not MISSING else MISSING
 
-    # -- get ---------------------------------------------------------------------------------
+    # -- get ----------------------------------------------------------------------------------
 
     def get_record(self, record_id: str) -> Any:
         kind = self.kind(record_id)
         if kind not in EXPORT_KINDS:
             return MISSING
-        if kind == rec.JOB:
-            job = self.jobs.get_job_info(record_id)
-            if job is MISSING:
-                return MISSING
-            result_type = None
-            if job.get("call_hash"):
-                value_hash = self.core.lookup("call_result", job["call_hash"])
-                if value_hash is not MISSING:
-                    found = self.core.lookup("value_type", value_hash)
-                    result_type = found if found is not MISSING else None
-            payload = rec.encode_job(
-                start_time=job["start_time"],
-                end_time=job.get("end_time"),
-                task_hash=job["task_hash"],
-                cached=job.get("cached", False),
-                call_hash=job.get("call_hash"),
-                parent_id=job.get("parent_id"),
-                execution_id=job["execution_id"],
-            )
-            return rec.to_export(
-                rec.JOB, record_id, payload, job_children=self.jobs.job_children(record_id), result_type=result_type
-            )
+        if kind == model.JOB:
+            return self._job_record(record_id)
         got = self.core.get_or_missing(record_id, kind)
         if got is MISSING:
             return MISSING
         try:
-            return rec.to_export(kind, record_id, got[1])
+            return model.to_export(kind, record_id, got[1])
         except (CorruptObject, KeyError, TypeError) as exc:
-            from objstore.backend.core import log
-
             log.warning("objstore: cannot export %s %s: %s", kind, record_id, exc)
             return MISSING
+
+    def _job_record(self, job_id: str) -> Any:
+        # A running job has no object yet: its record is built from its start note.
+        job = self.jobs.get_job_info(job_id)
+        if job is MISSING:
+            return MISSING
+        result_type = None
+        if job.get("call_hash"):
+            value_hash = self.core.lookup("call_result", job["call_hash"])
+            if value_hash is not MISSING:
+                found = self.core.lookup("value_type", value_hash)
+                result_type = found if found is not MISSING else None
+        payload, _ = job_kind.JOB_KIND.build(
+            job_id,
+            start_time=job["start_time"],
+            end_time=job.get("end_time"),
+            task_hash=job["task_hash"],
+            cached=job.get("cached", False),
+            call_hash=job.get("call_hash"),
+            parent_id=job.get("parent_id"),
+            execution_id=job["execution_id"],
+        )
+        children = self.jobs.job_children(job_id)
+        return model.to_export(model.JOB, job_id, payload, job_children=children, result_type=result_type)
 
     def get_records(self, ids: Iterable[str], sorted: bool = True) -> Iterator[dict]:
         """Export records for the ids, in input order; unknown ids are silently dropped."""
@@ -83,14 +87,14 @@ class Records:
             if record is not MISSING:
                 yield record
 
-    # -- put ---------------------------------------------------------------------------------
+    # -- put ----------------------------------------------------------------------------------
 
     def put_records(self, records: Iterable[dict]) -> int:
         """Store records whose id is not present yet (existing ids are never updated)."""
         count = 0
         added: set[str] = set()
         for record in records:
-            kind, object_id, payload = rec.from_export(record)
+            kind, object_id, payload = model.from_export(record)
             if object_id in added or self.core.has(object_id):
                 continue
             self.core.add(kind, object_id, payload)
@@ -98,45 +102,28 @@ class Records:
             count += 1
         return count
 
-    # -- graph walk --------------------------------------------------------------------------
+    # -- graph walk ---------------------------------------------------------------------------
 
-    def _edges(self, kind: str, record_id: str) -> Iterator[tuple[str, str]]:
-        if kind == rec.EXECUTION:
-            execution = self.core.get_meta(record_id, rec.EXECUTION)
-            if execution is not MISSING and execution.get("job_id"):
-                yield rec.JOB, execution["job_id"]
-        elif kind == rec.JOB:
+    def _edges(self, kind: str, record_id: str) -> Iterator[Edge]:
+        if kind == model.VALUE:
+            # From the index: a value's header would mean reading the (maybe huge) value.
+            for child in self.core.lookup_all("subvalues", record_id):
+                yield model.VALUE, child
+        elif kind == model.JOB:
             job = self.jobs.get_job_info(record_id)
             if job is not MISSING:
-                yield _TASK, job["task_hash"]
-                if job.get("call_hash"):
-                    yield rec.CALL, job["call_hash"]
+                yield from model.edges(kind, record_id, job)
             for child in self.jobs.job_children(record_id):
-                yield rec.JOB, child
-        elif kind == rec.CALL:
-            call = self.core.get_meta(record_id, rec.CALL)
-            if call is not MISSING:
-                yield _TASK, call["task_hash"]
-                yield rec.VALUE, call["value_hash"]
-                for _, arg in call["args"]:
-                    yield rec.VALUE, arg["value_hash"]
-                for _, arg in call["args"]:
-                    for upstream in arg.get("upstream", ()):
-                        yield rec.CALL, upstream
-                for child in call["children"]:
-                    yield rec.CALL, child
-        elif kind == rec.VALUE:
-            for child in self.core.lookup_all("subvalues", record_id):
-                yield rec.VALUE, child
-        elif kind == rec.TAG:
-            tag = self.tags.get_tag(record_id)
-            if tag is not MISSING:
-                for parent in tag["parents"]:
-                    yield rec.TAG, parent
-            for child in self.tags.tag_children(record_id):
-                yield rec.TAG, child
+                yield model.JOB, child
+        elif kind in EXPORT_KINDS:
+            doc = self.core.get_meta(record_id, kind)
+            if doc is not MISSING:
+                yield from model.edges(kind, record_id, doc)
+            if kind == model.TAG:
+                for child in self.tags.tag_children(record_id):
+                    yield model.TAG, child
         for tag_hash in self.tags.entity_tag_hashes(record_id):
-            yield rec.TAG, tag_hash
+            yield model.TAG, tag_hash
 
     def iter_record_ids(self, root_ids: Iterable[str]) -> Iterator[str]:
         """Breadth-first over redun's ownership edges, one layer at a time, each id once."""

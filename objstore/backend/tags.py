@@ -6,10 +6,12 @@ index keeps the reverse edge (parent -> child), which is all "is it current?" ne
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from objstore import hashing, records
+from objstore import hashing, model
 from objstore.backend.core import MISSING, Core
+from objstore.model import tag as tag_kind
 
 NULL_ENTITY = "Null"  # the entity type of delete tags
 ENTITY_TYPES = ("Execution", "Job", "CallNode", "Task", "Value", "Null")
@@ -22,7 +24,7 @@ class Tags:
         self.core = core
 
     def get_tag(self, tag_hash: str) -> Any:
-        return self.core.get_meta(tag_hash, records.TAG)
+        return self.core.get_meta(tag_hash, model.TAG)
 
     def is_current(self, tag_hash: str) -> bool:
         return not self.core.lookup_all("tag_children", tag_hash)
@@ -77,7 +79,7 @@ class Tags:
 
         for tag_hash, key, value in rows:
             if not self.core.has(tag_hash):
-                self.core.add(records.TAG, tag_hash, records.encode_tag(entity_type, entity_id, key, value, parents))
+                self.core.add(model.TAG, tag_hash, tag_kind.KIND.encode(entity_type, entity_id, key, value, parents))
         return [(tag_hash, entity_id, key, value) for tag_hash, key, value in rows]
 
     def delete_tags(self, entity_id: str, tags: Iterable[tuple[str, Any]], keys: Iterable[str] = ()) -> list[TagRow]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from objstore import records
-from objstore.backend.core import MISSING, Core
+from objstore import model
+from objstore.backend.core import MISSING, Core, log
 from objstore.errors import CorruptObject, ValueTooLarge
 from objstore.ids import validate_hash
+from objstore.model import value as value_kind
 
 DEFAULT_MAX_VALUE_SIZE = 1_000_000_000  # redun's default max_value_size
 
@@ -21,7 +23,7 @@ class ValueSpec:
     type: str
     format: str
     data: bytes
-    subtype: dict | None = None  # records.file_subtype(path) / records.task_subtype(...)
+    subtype: dict | None = None  # model.value.file_subtype(path) / task_subtype(...)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Values:
             )
 
     def has_value(self, value_hash: str) -> bool:
-        return self.core.kind_of(value_hash) == records.VALUE
+        return self.core.kind_of(value_hash) == model.VALUE
 
     def record_value(self, spec: ValueSpec, subvalues: Sequence[ValueSpec] = ()) -> bool:
         """Store a value (and, if it is new, its subvalues). True if it was new.
@@ -61,26 +63,24 @@ class Values:
         for sub in subs:
             validate_hash(sub.value_hash)
             self.check_size(len(sub.data), "subvalue")
-        payload, entries = records.value_record(
+        payload, entries = value_kind.KIND.build(
             spec.value_hash, spec.type, spec.format, spec.data, [s.value_hash for s in subs], spec.subtype
         )
-        self.core.add(records.VALUE, spec.value_hash, payload, entries)
+        self.core.add(model.VALUE, spec.value_hash, payload, entries)
         for sub in subs:
             if not self.core.has(sub.value_hash):
-                payload, entries = records.value_record(sub.value_hash, sub.type, sub.format, sub.data, (), sub.subtype)
-                self.core.add(records.VALUE, sub.value_hash, payload, entries)
+                payload, entries = value_kind.KIND.build(sub.value_hash, sub.type, sub.format, sub.data, (), sub.subtype)
+                self.core.add(model.VALUE, sub.value_hash, payload, entries)
         return True
 
     def get_value(self, value_hash: str) -> Any:
         """The StoredValue, or MISSING (absent or corrupt; corruption is logged)."""
-        got = self.core.get_or_missing(value_hash, records.VALUE)
+        got = self.core.get_or_missing(value_hash, model.VALUE)
         if got is MISSING:
             return MISSING
         try:
-            header, data = records.decode_value(got[1], value_hash)
+            header, data = value_kind.split(got[1], value_hash)
         except CorruptObject as exc:
-            from objstore.backend.core import log
-
             log.warning("objstore: ignoring corrupt object: %s", exc)
             return MISSING
         return StoredValue(

@@ -6,8 +6,9 @@ module here is picked up without editing this file (modules starting with ``_`` 
 
 Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the nearest
 ``.objstore/`` (holding objstore.json) in the working directory or a parent.
-Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else under
-``$XDG_CACHE_HOME/objstore`` (default ``~/.cache/objstore``), keyed by the repository URL.
+Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else the rule every entry
+point shares (objstore.repo.default_index_dir: under ``$XDG_CACHE_HOME/objstore``, default
+``~/.cache/objstore``, keyed by the repository URL).
 ``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials).
 """
 
@@ -35,12 +36,16 @@ class UsageError(Exception):
     """Bad arguments or environment: exit status 2, like argparse's own errors."""
 
 
+# Modules listed here come first in `objstore --help`, in this order; the rest follow by name.
+FIRST = ("repository", "log", "objects")
+
+
 def command_modules() -> list[str]:
-    """Every command module of this package, ``basic`` first, the rest by name."""
+    """Every command module of this package (modules starting with ``_`` are not)."""
     names = sorted(
-        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")  # type: ignore[name-defined]
+        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
     )
-    names.sort(key=lambda n: n != "basic")
+    names.sort(key=lambda n: FIRST.index(n) if n in FIRST else len(FIRST))
     return [f"{__name__}.{n}" for n in names]
 
 
@@ -84,9 +89,9 @@ class Context:
         return str(found)
 
     def cache_home(self) -> Path:
-        xdg = self.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path(self.environ.get("HOME") or Path.home()) / ".cache"
-        return base / "objstore"
+        from objstore.repo import cache_home
+
+        return cache_home(self.environ)
 
     def index_dir(self, url: str) -> Path:
         from objstore.repo import default_index_dir

@@ -7,6 +7,7 @@ Text output follows redun's `redun log` (`Exec <id> [ DONE ] <time>:  <args>`, `
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -63,7 +64,7 @@ def _seconds(text: str) -> float:
 
 
 def cmd_log(args, ctx) -> int:
-    from objstore import records
+    from objstore import model
     from objstore.backend import Provenance
     from objstore.query import open_query, to_jsonable
 
@@ -71,22 +72,23 @@ def cmd_log(args, ctx) -> int:
         prov = Provenance(repo)
         query = open_query(prov, stale_after=args.stale_after)
         out = _Printer(ctx.stdout, full_ids=args.full_ids)
+        show: Callable[[Any], None]
         if args.job:
             result: Any = query.job(query.resolve_job(args.job))
             show = out.job_detail
         elif args.call_node:
-            result = query.call_info(query.resolve_object(args.call_node, records.CALL, "call node"))
+            result = query.call_info(query.resolve_object(args.call_node, model.CALL, "call node"))
             show = out.call_detail
         elif args.value:
-            result = query.value(query.resolve_object(args.value, records.VALUE, "value"))
+            result = query.value(query.resolve_object(args.value, model.VALUE, "value"))
             show = out.value_detail
         elif args.exec_id:
             kind, record_id = query.resolve_any(args.exec_id)
             result, show = {
-                records.EXECUTION: lambda: (query.execution_tree(record_id), out.execution_tree),
-                records.JOB: lambda: (query.job(record_id), out.job_detail),
-                records.CALL: lambda: (query.call_info(record_id), out.call_detail),
-                records.VALUE: lambda: (query.value(record_id), out.value_detail),
+                model.EXECUTION: lambda: (query.execution_tree(record_id), out.execution_tree),
+                model.JOB: lambda: (query.job(record_id), out.job_detail),
+                model.CALL: lambda: (query.call_info(record_id), out.call_detail),
+                model.VALUE: lambda: (query.value(record_id), out.value_detail),
             }[kind]()
         else:
             result = query.executions(limit=args.limit or None)
@@ -104,7 +106,7 @@ def cmd_log(args, ctx) -> int:
 
 def format_time(text: str | None) -> str:
     """redun's format_timestamp: local time, to the second."""
-    from objstore.records import parse_timestamp
+    from objstore.model.times import parse_timestamp
 
     when = parse_timestamp(text)
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "?"

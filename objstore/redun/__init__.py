@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from objstore.redun.backend import (
-    ObjstoreBackend,
-    ObjstoreRedunError,
-    ObjstoreValueTooLarge,
-    resolve_url,
-)
+from objstore.redun.backend import ObjstoreBackend
+from objstore.redun.config import resolve_url
+from objstore.redun.errors import ObjstoreRedunError, ObjstoreValueTooLarge
 
 __all__ = ["ObjstoreBackend", "ObjstoreRedunError", "ObjstoreValueTooLarge", "setup_scheduler", "resolve_url"]
 

@@ -13,45 +13,30 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
-import uuid
 import weakref
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 from redun.backends.base import KeyValue, RedunBackend, TagEntity, TagMap
-from redun.backends.db import RedunDatabaseError
-from redun.expression import Expression, SchedulerExpression, TaskExpression
-from redun.file import File as RedunFile
 from redun.handle import Handle
 from redun.tags import CONTEXT_KEY
 from redun.task import CacheCheckValid, CacheResult, CacheScope
 from redun.task import Task as RedunTask
-from redun.utils import MultiMap, iter_nested_value
-from redun.value import InvalidValueError, TypeRegistry
+from redun.utils import MultiMap
+from redun.value import TypeRegistry
 
-from objstore import hashing, records
-from objstore.backend import MISSING, ArgSpec, HandleSpec, Provenance, ValueSpec
+from objstore import hashing, model
+from objstore.backend import MISSING, Provenance
 from objstore.backend.values import DEFAULT_MAX_VALUE_SIZE
-from objstore.errors import ValueTooLarge
+from objstore.redun.config import resolve_url, truthy
+from objstore.redun.values import RedunValues
+from objstore.repo import FlushPolicy, Repository
 
 log = logging.getLogger("objstore.redun")
 
-URL_KEY = "objstore_url"
-URI_PREFIX = "objstore+"
-DEFAULT_DIRNAME = ".objstore"
-
-
-class ObjstoreRedunError(RedunDatabaseError):
-    """Root of the errors the redun adapter raises (a RedunDatabaseError, as redun expects)."""
-
-
-class ObjstoreValueTooLarge(ValueTooLarge, ObjstoreRedunError):
-    """A value larger than max_value_size (redun's tests expect RedunDatabaseError)."""
-
-
-_live_backends: "weakref.WeakSet[ObjstoreBackend]" = weakref.WeakSet()
+_live_backends: weakref.WeakSet[ObjstoreBackend] = weakref.WeakSet()
 _atexit_lock = threading.Lock()
 _atexit_registered = False
 
@@ -64,7 +49,7 @@ def _flush_live_backends() -> None:
             log.error("objstore: flush at exit failed for %s: %s", backend.url, exc)
 
 
-def _register_atexit(backend: "ObjstoreBackend") -> None:
+def _register_atexit(backend: ObjstoreBackend) -> None:
     global _atexit_registered
     with _atexit_lock:
         _live_backends.add(backend)
@@ -73,45 +58,21 @@ def _register_atexit(backend: "ObjstoreBackend") -> None:
             _atexit_registered = True
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def resolve_url(url: Optional[str], config: Any) -> str:
-    """The repository URL: explicit, then [backend] objstore_url, then an objstore+ db_uri,
-    then ``.objstore/`` next to the redun config dir; with no config at all a fresh in-memory
-    repository (as redun falls back to sqlite :memory:)."""
-    if url:
-        return url[len(URI_PREFIX) :] if url.startswith(URI_PREFIX) else url
-    config = config or {}
-    if config.get(URL_KEY):
-        return config[URL_KEY]
-    db_uri = config.get("db_uri") or ""
-    if db_uri.startswith(URI_PREFIX):
-        return db_uri[len(URI_PREFIX) :]
-    config_dir = config.get("config_dir")
-    if config_dir:
-        return os.path.join(os.path.dirname(os.path.abspath(config_dir)), DEFAULT_DIRNAME)
-    return f"memory://objstore-{uuid.uuid4().hex}"
-
-
 class ObjstoreBackend(RedunBackend):
     """A drop-in redun backend storing provenance and caches in an objstore repository."""
 
     def __init__(
         self,
-        url: Optional[str] = None,
+        url: str | None = None,
         *,
         config: Any = None,
-        storage_options: Optional[dict] = None,
-        index_dir: Optional[str] = None,
-        durable: Optional[bool] = None,
-        max_value_size: Optional[int] = None,
-        flush_interval: Optional[float] = None,
-        flush_every: Optional[int] = None,
-        type_registry: Optional[TypeRegistry] = None,
+        storage_options: dict | None = None,
+        index_dir: str | None = None,
+        durable: bool | None = None,
+        max_value_size: int | None = None,
+        flush_interval: float | None = None,
+        flush_every: int | None = None,
+        type_registry: TypeRegistry | None = None,
         repo: Any = None,
         logger: Any = None,
     ):
@@ -121,7 +82,7 @@ class ObjstoreBackend(RedunBackend):
         self.url = repo.url if repo is not None else resolve_url(url, config)
         self.storage_options = storage_options
         self.index_dir = index_dir or config.get("objstore_index_dir") or None
-        self.durable = _truthy(durable if durable is not None else config.get("objstore_durable", False))
+        self.durable = truthy(durable if durable is not None else config.get("objstore_durable", False))
         self.max_value_size = int(
             max_value_size if max_value_size is not None else config.get("max_value_size", DEFAULT_MAX_VALUE_SIZE)
         )
@@ -130,8 +91,8 @@ class ObjstoreBackend(RedunBackend):
         )
         self.flush_every = int(flush_every if flush_every is not None else config.get("objstore_flush_every", 5000))
         self._repo = repo
-        self._prov: Optional[Provenance] = None
-        self._stored_tasks: set[str] = set()  # bounded by the number of distinct tasks
+        self._prov: Provenance | None = None
+        self.values = RedunValues(self.type_registry, self.max_value_size, lambda: self.prov)
         self._open_lock = threading.RLock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -148,22 +109,14 @@ class ObjstoreBackend(RedunBackend):
             if self._prov is None:
                 repo = self._repo
                 if repo is None:
-                    from objstore.repo import Repository
-
+                    policy = FlushPolicy(
+                        durable=self.durable, max_items=self.flush_every, interval=self.flush_interval
+                    )
                     repo = Repository.open(
-                        self.url,
-                        self.storage_options,
-                        index_dir=self.index_dir,
-                        durable=self.durable,
-                        create=True,
+                        self.url, self.storage_options, index_dir=self.index_dir, create=True, policy=policy
                     )
                     self._repo = repo
-                self._prov = Provenance(
-                    repo,
-                    max_value_size=self.max_value_size,
-                    flush_every=self.flush_every,
-                    flush_interval=self.flush_interval,
-                )
+                self._prov = Provenance(repo, max_value_size=self.max_value_size)
                 _register_atexit(self)
             return self._prov
 
@@ -171,9 +124,9 @@ class ObjstoreBackend(RedunBackend):
     def repo(self) -> Any:
         return self.prov.repo
 
-    def load(self, migrate: Optional[bool] = None) -> None:
+    def load(self, migrate: bool | None = None) -> None:
         """Open (or create) the repository; there is no schema to migrate."""
-        self.prov
+        self._open()
 
     def flush(self) -> None:
         if self._prov is not None:
@@ -188,9 +141,9 @@ class ObjstoreBackend(RedunBackend):
             self._repo = None
             _live_backends.discard(self)
             prov.close()
-            self._stored_tasks.clear()
+            self.values.forget()
 
-    def __enter__(self) -> "ObjstoreBackend":
+    def __enter__(self) -> ObjstoreBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -198,109 +151,17 @@ class ObjstoreBackend(RedunBackend):
 
     # -- values ------------------------------------------------------------------------------
 
-    def _subtype(self, value: Any) -> Optional[dict]:
-        if isinstance(value, RedunFile):
-            return records.file_subtype(value.path)
-        if isinstance(value, RedunTask):
-            return records.task_subtype(value.name, value.namespace, value.source)
-        return None
-
-    def _too_large(self, value: Any, size: int) -> ObjstoreValueTooLarge:
-        text = repr(value)
-        text = text if len(text) < 80 else text[:77] + "..."
-        return ObjstoreValueTooLarge(
-            f"Value {text} is too large (> {self.max_value_size}) to store in the objstore repository. "
-            "Increase the `max_value_size` setting to store larger values."
-        )
-
-    def record_value(self, value: Any, data: Optional[bytes] = None) -> str:
-        if data is None and isinstance(value, RedunTask):
-            # Every job start records its task: once stored, a task hash is all it takes (a
-            # Task's value hash is its task hash; serializing it again would be the cost).
-            task_hash = value.hash
-            if task_hash in self._stored_tasks:
-                return task_hash
-            recorded = self._record_value(value, None)
-            self._stored_tasks.add(recorded)
-            return recorded
-        return self._record_value(value, data)
-
-    def _record_value(self, value: Any, data: Optional[bytes]) -> str:
-        registry = self.type_registry
-        value_interface = registry.get_value(value)
-        if data is None:
-            data = value_interface.serialize()
-        if len(data) > self.max_value_size:
-            raise self._too_large(value, len(data))
-        value_hash = value_interface.get_hash(data=data)
-        prov = self.prov
-        if prov.core.has(value_hash):
-            return value_hash
-        spec = ValueSpec(
-            value_hash,
-            registry.get_type_name(type(value)),
-            value_interface.get_serialization_format(),
-            data,
-            self._subtype(value),
-        )
-        subvalues = []
-        for sub in value_interface.iter_subvalues():
-            sub_data = registry.serialize(sub)
-            if len(sub_data) > self.max_value_size:
-                raise self._too_large(sub, len(sub_data))
-            subvalues.append(
-                ValueSpec(
-                    registry.get_hash(sub, data=sub_data),
-                    registry.get_type_name(type(sub)),
-                    registry.get_serialization_format(sub),
-                    sub_data,
-                    self._subtype(sub),
-                )
-            )
-        try:
-            prov.values.record_value(spec, subvalues)
-        except ValueTooLarge as exc:
-            raise ObjstoreValueTooLarge(str(exc)) from None
-        return value_hash
+    def record_value(self, value: Any, data: bytes | None = None) -> str:
+        return self.values.record(value, data)
 
     def _load_value(self, value_hash: str) -> tuple[Any, bool]:
-        stored = self.prov.values.get_value(value_hash)
-        if stored is MISSING:
-            return None, False
-        try:
-            return self.type_registry.deserialize(stored.type, stored.data), True
-        except InvalidValueError:
-            return None, False
+        return self.values.load(value_hash)
 
-    def get_value(self, value_hash: str) -> tuple[Any, bool]:  # type: ignore[override]
+    def get_value(self, value_hash: str) -> tuple[Any, bool]:
         """(value, True), or (None, False) when absent or not loadable (redun's real contract)."""
-        return self._load_value(value_hash)
+        return self.values.load(value_hash)
 
     # -- call graph --------------------------------------------------------------------------
-
-    def _find_arg_upstreams(self, expr_arg: Any) -> Iterator[str]:
-        for value in iter_nested_value(expr_arg):
-            if isinstance(value, TaskExpression) and not isinstance(value, SchedulerExpression):
-                if value.call_hash:
-                    yield value.call_hash
-            elif isinstance(value, Expression):
-                yield from self._find_arg_upstreams(value._upstreams)
-
-    def _arg_specs(self, expr_args: tuple, eval_args: tuple) -> list[ArgSpec]:
-        eval_pos, eval_kwargs = eval_args
-        expr_pos, expr_kwargs = expr_args
-        specs = [
-            ArgSpec(self.record_value(eval_arg), position=i, upstream=tuple(set(self._find_arg_upstreams(expr_arg))))
-            for i, (expr_arg, eval_arg) in enumerate(zip(expr_pos, eval_pos))
-        ]
-        for key in sorted(set(eval_kwargs) & set(expr_kwargs)):
-            upstream = tuple(set(self._find_arg_upstreams(expr_kwargs[key])))
-            specs.append(ArgSpec(self.record_value(eval_kwargs[key]), key=key, upstream=upstream))
-        for key in eval_kwargs:
-            if key not in expr_kwargs:
-                value = eval_kwargs[key]
-                specs.append(ArgSpec(self.record_value(value), key=key, upstream=tuple(set(self._find_arg_upstreams(value)))))
-        return specs
 
     def record_call_node(
         self,
@@ -318,7 +179,7 @@ class ObjstoreBackend(RedunBackend):
         if prov.calls.has_call_node(call_hash):
             return call_hash
         subtree_tasks = list(subtree_tasks)
-        args = self._arg_specs(expr_args, eval_args)
+        args = self.values.arg_specs(expr_args, eval_args)
         if not all(prov.calls.has_call_node(child) for child in child_call_hashes):
             # Children recorded with prov=False may have left their tasks unrecorded.
             for task in subtree_tasks:
@@ -339,7 +200,7 @@ class ObjstoreBackend(RedunBackend):
     def get_subtree_tasks(self, call_hash: str) -> set[str]:
         return self.prov.calls.get_subtree_tasks(call_hash)
 
-    def record_call_node_context(self, call_hash: str, context_hash: Optional[str], context: dict) -> str:
+    def record_call_node_context(self, call_hash: str, context_hash: str | None, context: dict) -> str:
         if context_hash is None:
             context_hash = self.record_value(context)
         self.record_tags(TagEntity.CallNode, call_hash, [(CONTEXT_KEY, context_hash)])
@@ -356,9 +217,9 @@ class ObjstoreBackend(RedunBackend):
         scheduler_task_hashes: set[str],
         cache_scope: CacheScope,
         check_valid: CacheCheckValid,
-        context_hash: Optional[str] = None,
-        allowed_cache_results: Optional[set[CacheResult]] = None,
-    ) -> tuple[Any, Optional[str], CacheResult]:
+        context_hash: str | None = None,
+        allowed_cache_results: set[CacheResult] | None = None,
+    ) -> tuple[Any, str | None, CacheResult]:
         allowed = None if allowed_cache_results is None else {r.value for r in allowed_cache_results}
         result, call_hash, kind = self.prov.cache.check_cache(
             task_hash,
@@ -382,20 +243,16 @@ class ObjstoreBackend(RedunBackend):
         return self.prov.cache.load_call_result(call_hash, self._load_value)
 
     def set_eval_cache(
-        self, eval_hash: str, task_hash: str, args_hash: str, value: Any, value_hash: Optional[str] = None
+        self, eval_hash: str, task_hash: str, args_hash: str, value: Any, value_hash: str | None = None
     ) -> None:
         if not value_hash:
             value_hash = self.record_value(value)
         self.prov.cache.set_eval_cache(eval_hash, value_hash)
 
-    def explain_cache_miss(self, task: RedunTask, args_hash: str) -> Optional[dict[str, Any]]:
+    def explain_cache_miss(self, task: RedunTask, args_hash: str) -> dict[str, Any] | None:
         return self.prov.cache.explain_cache_miss(task.name, task.namespace, task.hash, args_hash)
 
     # -- handles -----------------------------------------------------------------------------
-
-    def _handle_spec(self, handle: Handle) -> HandleSpec:
-        info = handle.__handle__
-        return HandleSpec(info.hash, info.fullname, info.key, self.record_value(handle))
 
     def advance_handle(self, handles: list[Handle], child_handle: Handle) -> None:
         ancestors = []
@@ -406,12 +263,12 @@ class ObjstoreBackend(RedunBackend):
         ]
         while queue:
             handle = queue.pop()
-            ancestors.append(self._handle_spec(handle))
+            ancestors.append(self.values.handle_spec(handle))
             handle.__handle__.is_recorded = True
             if handle.__handle__.fork_parent:
                 queue.append(handle.__handle__.fork_parent)
-        child = self._handle_spec(child_handle)
-        parents = [self._handle_spec(h) for h in handles]
+        child = self.values.handle_spec(child_handle)
+        parents = [self.values.handle_spec(h) for h in handles]
         self.prov.handles.advance_handle(parents, child, ancestors)
         child_handle.__handle__.is_recorded = True
         for handle in handles:
@@ -431,7 +288,7 @@ class ObjstoreBackend(RedunBackend):
     def record_updated_time(self, execution_id: str) -> None:
         self.prov.jobs.record_updated_time(execution_id)
 
-    def record_job_start(self, job: Any, now: Optional[datetime] = None) -> Any:
+    def record_job_start(self, job: Any, now: datetime | None = None) -> Any:
         self.record_value(job.task)
         prov = self.prov
         info = prov.jobs.job_started(
@@ -441,13 +298,10 @@ class ObjstoreBackend(RedunBackend):
             parent_id=job.parent_job.id if job.parent_job else None,
             now=now,
         )
-        if not self.durable:
-            # A fan-out starts (and caches) every job before the first one ends: start writing
-            # those objects in the background now rather than at the first job end.
-            prov.maybe_flush()
+        prov.job_started()
         return info
 
-    def record_job_end(self, job: Any, now: Optional[datetime] = None, status: Optional[str] = None) -> None:
+    def record_job_end(self, job: Any, now: datetime | None = None, status: str | None = None) -> None:
         prov = self.prov
         if not prov.jobs.is_running_here(job.id):
             self.record_value(job.task)
@@ -461,12 +315,9 @@ class ObjstoreBackend(RedunBackend):
             args_hash=job.args_hash,
             now=now,
         )
-        if job.parent_job is None or self.durable:
-            prov.flush()
-        else:
-            prov.maybe_flush()
+        prov.job_ended(root=job.parent_job is None)
 
-    def get_job(self, job_id: str) -> Optional[dict]:
+    def get_job(self, job_id: str) -> dict | None:
         return self.prov.jobs.get_job(job_id)
 
     # -- tags --------------------------------------------------------------------------------
@@ -514,4 +365,4 @@ class ObjstoreBackend(RedunBackend):
         return self.prov.records.iter_record_ids(root_ids)
 
     def has_records(self, record_ids: Iterable[str]) -> list[str]:
-        return [rid for rid in record_ids if self.prov.records.kind(rid) in records.EXPORT_TYPES.values()]
+        return [rid for rid in record_ids if self.prov.records.kind(rid) in model.EXPORT_KINDS]

@@ -1,16 +1,9 @@
-"""Repository commands: init, cat-object, reindex, upgrade."""
+"""Repository commands: init, reindex, upgrade."""
 
 from __future__ import annotations
 
 import configparser
-import json
-import re
 from pathlib import Path
-
-from objstore.errors import InvalidId, ObjectNotFound
-from objstore.ids import is_hash, is_uuid
-
-_PREFIX_RE = re.compile(r"[0-9a-f-]{4,39}")
 
 
 def register(sub) -> None:
@@ -24,19 +17,6 @@ def register(sub) -> None:
                         "[backend] objstore_url into CONFIG_DIR/redun.ini (default: ./.redun); "
                         "other settings in an existing redun.ini are kept")
     p.set_defaults(func=cmd_init)
-
-    p = sub.add_parser("cat-object", help="print an object (like git cat-file -p)")
-    p.add_argument("object_id", metavar="ID", help="object id, or a unique prefix of one (4+ chars)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("-p", dest="mode", action="store_const", const="pretty",
-                      help="pretty-print JSON payloads, raw bytes as they are (default)")
-    mode.add_argument("-t", dest="mode", action="store_const", const="type", help="print the kind")
-    mode.add_argument("-s", dest="mode", action="store_const", const="size",
-                      help="print the payload size in bytes")
-    mode.add_argument("--raw", dest="mode", action="store_const", const="raw",
-                      help="write the payload bytes exactly as stored")
-    p.add_argument("--kind", help="fail unless the object has this kind")
-    p.set_defaults(func=cmd_cat_object, mode="pretty")
 
     p = sub.add_parser("reindex", help="rebuild the local index from journal/ (or a full scan)")
     p.add_argument("--full-scan", action="store_true",
@@ -85,7 +65,7 @@ def write_redun_config(config_dir: Path, url: str, index_dir: str | None) -> Pat
     config_dir.mkdir(parents=True, exist_ok=True)
     ini = config_dir / "redun.ini"
     parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # redun's keys are case-sensitive
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # redun's keys are case-sensitive
     if ini.exists():
         parser.read(ini)
     for section in ("scheduler", "backend"):
@@ -102,55 +82,6 @@ def write_redun_config(config_dir: Path, url: str, index_dir: str | None) -> Pat
     return ini
 
 
-def resolve_id(repo, text: str) -> str:
-    """A full id as given; otherwise a unique prefix known to the local index."""
-    if is_hash(text) or is_uuid(text):
-        return text
-    if not _PREFIX_RE.fullmatch(text):
-        raise InvalidId(f"not an object id or id prefix: {text!r}")
-    matches = []
-    for key, _ in repo.index.scan("objects", text):
-        matches.append(key)
-        if len(matches) > 10:
-            break
-    if not matches:
-        raise ObjectNotFound(f"no object with id prefix {text} in the local index (try `objstore reindex`)")
-    if len(matches) > 1:
-        raise InvalidId(f"ambiguous id prefix {text}: matches {', '.join(matches[:5])}"
-                        + (", ..." if len(matches) > 5 else ""))
-    return matches[0]
-
-
-def _pretty(payload: bytes) -> bytes | None:
-    if payload[:1] not in (b"{", b"["):
-        return None
-    try:
-        doc = json.loads(payload)
-    except ValueError:
-        return None
-    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def cmd_cat_object(args, ctx) -> int:
-    with ctx.open_repo() as repo:
-        object_id = resolve_id(repo, args.object_id)
-        kind, payload = repo.get(object_id, expect_kind=args.kind)
-    if args.mode == "type":
-        ctx.stdout.write(kind + "\n")
-    elif args.mode == "size":
-        ctx.stdout.write(f"{len(payload)}\n")
-    else:
-        out = (_pretty(payload) if args.mode == "pretty" else None) or payload
-        ctx.stdout.flush()
-        buffer = getattr(ctx.stdout, "buffer", None)
-        if buffer is not None:
-            buffer.write(out)
-            buffer.flush()
-        else:  # a text-only stream (tests): best effort
-            ctx.stdout.write(out.decode("utf-8", "replace"))
-    return 0
-
-
 def cmd_reindex(args, ctx) -> int:
     with ctx.open_repo() as repo:
         progress = ctx.progress("reindex")
@@ -164,12 +95,9 @@ def cmd_reindex(args, ctx) -> int:
     return 0
 
 
-def _version(v) -> str:
-    return ".".join(str(x) for x in v[:2])
-
-
 def cmd_upgrade(args, ctx) -> int:
-    from objstore.repo import FORMAT_VERSION
+    from objstore.format import FORMAT_VERSION
+    from objstore.format import show as _version
 
     with ctx.open_repo() as repo:
         current = repo.format["version"]

@@ -17,92 +17,22 @@ other's locks).
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import lmdb
 
 from objstore.errors import IndexUnavailable, ValueTooLarge
-from objstore.store import MISSING
-
-IndexEntry = tuple[str, str, str, str]  # (op, table, key, value)
+from objstore.index.env import META, SEGMENTS, Environment
+from objstore.index.mounts import check_local_path, filesystem_type, is_network_fs, on_network_fs
+from objstore.missing import MISSING
+from objstore.model.schema import IndexEntry
 
 OPS = frozenset({"put", "add", "del", "delall"})
-META = "_meta"
-SEGMENTS = "_segments"
 MAX_KEY_BYTES = 511  # LMDB's compile-time MDB_MAXKEYSIZE; dupsort values are keys too
 DEFAULT_MAP_SIZE = 64 << 20  # grows on demand; a small start keeps sparse files small
 _SCAN_CHUNK = 1024
-
-# Filesystems on which LMDB's shared mmap and locks are unsafe or unsupported.
-NETWORK_FS_TYPES = frozenset(
-    {
-        "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "ncpfs", "afs", "coda",
-        "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "davfs", "ocfs2", "gfs2",
-        "fuse.s3fs", "fuse.sshfs", "fuse.gcsfuse", "fuse.rclone", "fuse.goofys",
-        "fuse.mount-s3", "fuse.juicefs", "fuse.blobfuse", "fuse.blobfuse2", "fuse.davfs2",
-        "fuse.glusterfs", "fuse.cephfs", "fuse.ceph-fuse", "fuse.s3ql", "fuse.objectivefs",
-    }
-)
-
-
-def _unescape_mount(field: str) -> str:
-    # /proc/mounts escapes space, tab, newline and backslash as octal.
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and len(field[i + 1 : i + 4]) == 3 and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def filesystem_type(path: str, mounts_text: str) -> str | None:
-    """The fs type of the mount holding absolute ``path``, from /proc/mounts text (pure)."""
-    best, best_type = -1, None
-    for line in mounts_text.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        mnt, fstype = _unescape_mount(parts[1]), parts[2]
-        prefix = mnt.rstrip("/") + "/"
-        if (path == mnt or (path + "/").startswith(prefix)) and len(mnt) > best:
-            best, best_type = len(mnt), fstype
-    return best_type
-
-
-def is_network_fs(fstype: str | None) -> bool:
-    return fstype is not None and fstype.lower() in NETWORK_FS_TYPES
-
-
-def _mount_type(real_path: str, mounts_file: str) -> str | None:
-    try:
-        with open(mounts_file, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError:
-        return None  # no /proc (not Linux): nothing to check against
-    return filesystem_type(real_path, text)
-
-
-def on_network_fs(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> bool:
-    """Whether ``path`` (or the nearest existing parent) is on a network filesystem."""
-    return is_network_fs(_mount_type(os.path.realpath(os.fspath(path)), mounts_file))
-
-
-def check_local_path(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> None:
-    """Raise IndexUnavailable if ``path`` (or the nearest existing parent) is on a network fs."""
-    real = os.path.realpath(os.fspath(path))
-    fstype = _mount_type(real, mounts_file)
-    if is_network_fs(fstype):
-        raise IndexUnavailable(
-            f"refusing to open the LMDB index at {real}: it is on a {fstype} filesystem, and "
-            "LMDB needs a local disk; choose a local index directory (index_dir= / --index-dir)"
-        )
-
 
 def encode_key(text: str, what: str = "key") -> bytes:
     if not isinstance(text, str):
@@ -116,23 +46,6 @@ def encode_key(text: str, what: str = "key") -> bytes:
             f"{text[:60]!r}..."
         )
     return raw
-
-
-class _Shared:
-    """One LMDB environment per directory per process, shared by every Index on it."""
-
-    def __init__(self, path: str, env: lmdb.Environment, tables: dict[str, bool]):
-        self.path = path
-        self.env = env
-        self.tables = tables
-        self.dbs: dict[str, object] = {}
-        self.lock = threading.RLock()  # excludes set_mapsize while any txn of ours is live
-        self.refcount = 0
-        self.was_reset = False
-
-
-_OPEN: dict[str, _Shared] = {}
-_OPEN_LOCK = threading.Lock()
 
 
 class Index:
@@ -153,133 +66,25 @@ class Index:
         path = os.path.abspath(os.fspath(path))
         os.makedirs(path, exist_ok=True)
         check_local_path(path)
-        real = os.path.realpath(path)
         self.path = path
         self.tables = tables
-        with _OPEN_LOCK:
-            shared = _OPEN.get(real)
-            if shared is None:
-                try:
-                    env = lmdb.open(
-                        real,
-                        map_size=max(int(map_size), 1 << 16),
-                        subdir=True,
-                        max_dbs=len(tables) + 2,
-                        lock=True,
-                        sync=durable,
-                        # One fsync per durable commit instead of two: without the meta
-                        # flush a crash can undo the last commit but never corrupts, and
-                        # the index is derived (refresh re-ingests that journal segment).
-                        metasync=False,
-                        readahead=False,  # random point lookups; readahead only evicts cache
-                        max_readers=512,
-                    )
-                except lmdb.Error as e:
-                    raise IndexUnavailable(f"cannot open the LMDB index at {real}: {e}") from e
-                shared = _Shared(real, env, tables)
-                try:
-                    self._open_tables(shared)
-                except BaseException:
-                    env.close()
-                    raise
-                _OPEN[real] = shared
-            elif shared.tables != tables:
-                raise IndexUnavailable(
-                    f"the index at {real} is already open in this process with another schema"
-                )
-            shared.refcount += 1
-        self._shared = shared
+        shared = Environment.acquire(os.path.realpath(path), tables, durable=durable, map_size=map_size)
+        self._shared: Environment | None = shared
         self._env = shared.env
         self._lock = shared.lock
         self._dbs = shared.dbs
         self.durable = durable
 
-    # -- opening ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _schema_bytes(tables: dict[str, bool]) -> bytes:
-        return json.dumps(tables, sort_keys=True, separators=(",", ":")).encode()
-
-    def _open_tables(self, shared: _Shared) -> None:
-        """Open (creating) every table; drop everything if the stored schema differs."""
-        env, tables = shared.env, shared.tables
-        schema = self._schema_bytes(tables)
-
-        def body(txn: lmdb.Transaction) -> dict[str, object]:
-            dbs: dict[str, object] = {}
-            meta = env.open_db(META.encode(), txn=txn, create=True)
-            old = txn.get(b"schema", db=meta)
-            if old is not None and old != schema:
-                # A derived cache with another schema is cheaper to rebuild than to migrate.
-                shared.was_reset = True
-                try:
-                    old_tables = json.loads(old)
-                except ValueError:
-                    old_tables = {}
-                for name, multi in old_tables.items():
-                    try:
-                        db = env.open_db(name.encode(), txn=txn, dupsort=bool(multi), create=False)
-                    except (lmdb.NotFoundError, lmdb.IncompatibleError):
-                        continue
-                    txn.drop(db, delete=True)
-                seg = env.open_db(SEGMENTS.encode(), txn=txn, create=True)
-                txn.drop(seg, delete=False)
-                txn.drop(meta, delete=False)
-            for name, multi in tables.items():
-                try:
-                    dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=multi, create=True)
-                except lmdb.IncompatibleError:
-                    # Same name, other dupsort flag and no schema record: drop and recreate.
-                    stale = env.open_db(name.encode(), txn=txn, dupsort=not multi, create=False)
-                    txn.drop(stale, delete=True)
-                    shared.was_reset = True
-                    dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=multi, create=True)
-            dbs[META] = meta
-            dbs[SEGMENTS] = env.open_db(SEGMENTS.encode(), txn=txn, create=True)
-            txn.put(b"schema", schema, db=meta)
-            return dbs
-
-        shared.dbs.update(self._write_retry(env, shared.lock, body))
-
     # -- write machinery -------------------------------------------------------------------
 
-    @staticmethod
-    def _write_retry(env: lmdb.Environment, lock: threading.RLock, body):
-        """Run body(txn) in one write txn; grow the map and retry on MapFullError."""
-        with lock:
-            while True:
-                try:
-                    txn = env.begin(write=True)
-                except lmdb.MapResizedError:
-                    env.set_mapsize(0)  # another process grew the map: adopt its size
-                    continue
-                try:
-                    result = body(txn)
-                    txn.commit()
-                    return result
-                except lmdb.MapFullError:
-                    txn.abort()
-                    size = env.info()["map_size"]
-                    env.set_mapsize(size * 2)
-                except lmdb.MapResizedError:
-                    txn.abort()
-                    env.set_mapsize(0)
-                except BaseException:
-                    txn.abort()
-                    raise
-
-    def _write(self, body):
+    def _write(self, body: Callable[[Any], Any]) -> Any:
         self._check_open()
-        return self._write_retry(self._env, self._lock, body)
+        assert self._shared is not None
+        return self._shared.write(body)
 
-    def _begin_read(self) -> lmdb.Transaction:
-        # Caller holds self._lock. A fresh read txn per call is ~1.5 µs in py-lmdb, and it
-        # always sees other processes' latest commits, so no stale cached snapshot is kept.
-        try:
-            return self._env.begin()
-        except lmdb.MapResizedError:
-            self._env.set_mapsize(0)
-            return self._env.begin()
+    def _begin_read(self) -> Any:
+        assert self._shared is not None
+        return self._shared.begin_read()
 
     def _check_open(self) -> None:
         if self._shared is None:
@@ -310,7 +115,7 @@ class Index:
             encode_key(key)  # raises the clear error
         with self._lock:
             try:
-                txn = self._env.begin()
+                txn: Any = self._env.begin()
             except lmdb.MapResizedError:
                 txn = self._begin_read()
             v = txn.get(k, db=db)
@@ -455,7 +260,7 @@ class Index:
         seg = encode_key(segment, "segment name") if segment is not None else None
         seg_db = self._dbs[SEGMENTS]
 
-        def body(txn: lmdb.Transaction) -> None:
+        def body(txn: Any) -> None:
             for op, db, multi, k, v in items:
                 if op == "put":
                     if multi:
@@ -495,10 +300,10 @@ class Index:
 
     def clear(self) -> None:
         """Empty every table, the segment list and the meta (the schema record is kept)."""
-        schema = self._schema_bytes(self.tables)
+        schema = Environment.schema_bytes(self.tables)
 
-        def body(txn: lmdb.Transaction) -> None:
-            for name, db in self._dbs.items():
+        def body(txn: Any) -> None:
+            for db in self._dbs.values():
                 txn.drop(db, delete=False)
             txn.put(b"schema", schema, db=self._dbs[META])
 
@@ -518,12 +323,7 @@ class Index:
         if shared is None:
             return
         self._dbs = {}
-        with _OPEN_LOCK:
-            shared.refcount -= 1
-            if shared.refcount == 0:
-                _OPEN.pop(shared.path, None)
-                with shared.lock:
-                    shared.env.close()
+        shared.release()
 
     def __enter__(self) -> Index:
         return self

@@ -1,0 +1,154 @@
+"""The fsspec boundary: URL -> filesystem, and the one place filesystem errors become objstore's.
+
+Everything above this package sees ``StorageError`` (naming the path) instead of fsspec's,
+boto's, aiohttp's or Azure's own exceptions. ``FileNotFoundError`` and ``FileExistsError`` pass
+through ``translate`` unchanged because only the caller knows what they mean (a missing object,
+a lost create race, a missing repository).
+
+    local.py    the os-level hot path: the one temp-file -> fsync -> link/rename write loop
+    remote.py   create-only and replacing writes on object stores (s3, gcs, azure)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from objstore.errors import ObjstoreError, StorageError
+from objstore.layout import TEMP_PREFIX
+
+# Libraries whose exceptions are transport failures even when they are not OSErrors.
+_FOREIGN_ERROR_MODULES = ("botocore", "aiobotocore", "aiohttp", "azure", "google", "requests", "urllib3")
+
+_SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "az",
+    "abfs": "az",
+    "abfss": "az",
+    "memory": "memory",
+    "file": "file",
+    "local": "file",
+}
+
+
+def open_url(url: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
+    """A filesystem and the root path (no trailing slash) inside it for ``url``.
+
+    Plain paths and file:// become absolute local paths. Credentials and endpoints come only
+    from ``storage_options``; nothing here looks at the environment.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"not a repository url: {url!r}")
+    options = dict(storage_options or {})
+    scheme, sep, _ = url.partition("://")
+    kind = _SCHEMES.get(scheme.lower()) if sep else "file"
+    if kind is None:
+        raise ValueError(f"unsupported url scheme {scheme!r} in {url!r}")
+    if kind == "file":
+        path = url[len(scheme) + 3 :] if sep else url
+        fs: AbstractFileSystem = LocalFileSystem(**options)
+        root = os.path.abspath(os.path.expanduser(path))
+        return fs, root.rstrip("/") or "/"
+    if kind == "gcs":
+        # The plain class, not fsspec's registry entry: gcsfs>=2026 swaps in an "extended" class
+        # that asks a gRPC control API about the bucket layout (unreachable on emulators and
+        # private endpoints, where each call then stalls for a minute).
+        from gcsfs.core import GCSFileSystem
+
+        fs = GCSFileSystem(**options)
+    else:
+        fs = fsspec.filesystem(kind, **options)
+    root = fs._strip_protocol(url).rstrip("/")
+    if kind != "memory" and not root:
+        raise ValueError(f"url names no bucket or container: {url!r}")
+    return fs, root if kind != "memory" else (root or "/")
+
+
+def backend_of(fs: AbstractFileSystem) -> str:
+    """The library a filesystem comes from: "local", "memory", "s3fs", "gcsfs", "adlfs", …"""
+    if isinstance(fs, LocalFileSystem):
+        return "local"
+    if isinstance(fs, MemoryFileSystem):
+        return "memory"
+    return type(fs).__module__.split(".", 1)[0]
+
+
+def is_local(fs: Any) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_memory(fs: Any) -> bool:
+    return isinstance(fs, MemoryFileSystem)
+
+
+def has_atomic_create(fs: AbstractFileSystem) -> bool:
+    """Whether ``pipe_file(..., mode="create")`` is a server-side create-only write here.
+
+    Only s3fs (If-None-Match), gcsfs (ifGenerationMatch=0) and adlfs (overwrite=False) do
+    that; fsspec's generic implementation is exists-then-write.
+    """
+    return backend_of(fs) in ("s3fs", "gcsfs", "adlfs")
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.split(".", 1)[0] in _FOREIGN_ERROR_MODULES
+
+
+def storage_error(path: str, exc: BaseException) -> StorageError:
+    """The StorageError for a failure at ``path`` (for hot paths that cannot afford ``translate``)."""
+    if isinstance(exc, OSError):
+        return StorageError(exc.errno, f"{path}: {exc.strerror or exc}")
+    return StorageError(None, f"{path}: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def translate(
+    path: str, *, passthrough: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError)
+) -> Iterator[None]:
+    """Turn filesystem failures under this block into ``StorageError`` naming ``path``.
+
+    ``passthrough`` exceptions (by default not-found and already-exists) are re-raised as they
+    are, for the caller to give them meaning.
+    """
+    try:
+        yield
+    except ObjstoreError:
+        raise
+    except passthrough:
+        raise
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise storage_error(path, exc) from exc
+        raise
+
+
+# pid + a per-process random tag + a counter: unique across threads, forks (the pid changes)
+# and machines sharing a network directory, without a random-number syscall per object.
+_TEMP_TAG = secrets.token_hex(4)
+_temp_counter = itertools.count()
+
+
+def temp_name() -> str:
+    """A sibling name for a file being written; it can never parse as an id or a ref name."""
+    return f"{TEMP_PREFIX}{os.getpid():x}.{_TEMP_TAG}.{next(_temp_counter)}"
+
+
+__all__ = [
+    "open_url", "backend_of", "is_local", "is_memory", "has_atomic_create", "storage_error",
+    "translate", "temp_name", "TEMP_PREFIX",
+]

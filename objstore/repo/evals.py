@@ -1,0 +1,87 @@
+"""Eval-cache heads: eval_hash -> value_hash, last writer wins.
+
+Every head travels in the journal (an ``evals`` index entry). On shared storage (a bucket, a
+network mount) each head is also a file ``evals/ab/cdef…``, so a worker whose index has not yet
+read another worker's journal still finds that worker's head by its path. On a local disk every
+process shares the index a flush updates, and a file per cached call was most of a first run's
+cost, so there the journal alone carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from objstore import layout
+from objstore.errors import CorruptObject
+from objstore.ids import is_hash
+from objstore.index import Index
+from objstore.missing import MISSING, Missing
+from objstore.model.schema import IndexEntry
+from objstore.repo.buffer import WriteBuffer
+from objstore.store import BlobStore
+
+log = logging.getLogger("objstore.repo")
+_READ_BATCH = 64
+
+
+def parse_head(eval_hash: str, raw: bytes) -> str:
+    value = raw.decode("ascii", "replace").strip()
+    if not is_hash(value):
+        raise CorruptObject(f"evals/{eval_hash}", f"not a value hash: {raw[:60]!r}")
+    return value
+
+
+class EvalHeads:
+    def __init__(self, blobs: BlobStore, index: Index, buffer: WriteBuffer, *, files: bool):
+        self.blobs = blobs
+        self.index = index
+        self.buffer = buffer
+        self.files = files
+
+    def get(self, eval_hash: str) -> str | Missing:
+        """The value hash last recorded for ``eval_hash``: buffer, index, then (shared storage)
+        its file, remembered in the index once read."""
+        value = self.buffer.lookup("evals", eval_hash)
+        if value is not None:
+            return value
+        found = self.index.get("evals", eval_hash)
+        if not isinstance(found, Missing) or not self.files:
+            return found
+        raw = self.blobs.read(layout.eval_key(eval_hash))
+        if isinstance(raw, Missing):
+            return MISSING
+        value = parse_head(eval_hash, raw)
+        self.index.apply([("put", "evals", eval_hash, value)])
+        return value
+
+    def write(self, heads: dict[str, str]) -> list[IndexEntry]:
+        """Write a flush's heads (as files where they need to be); their journal entries."""
+        if heads and self.files:
+            # All at once: locally and durable, one fsync round for the files and one for their
+            # directories, after the objects' (the order a crash must respect).
+            self.blobs.replace_many([(layout.eval_key(h), v.encode("ascii")) for h, v in heads.items()])
+        return [("put", "evals", h, v) for h, v in heads.items()]
+
+    def scan(self) -> dict[str, str]:
+        """Every head file under evals/ (a full-scan reindex); unreadable ones are skipped."""
+        cut = len(layout.EVALS) + 1
+        found = {}
+        for key in self.blobs.list_keys(layout.EVALS):
+            eval_hash = layout.fanout_id(key[cut:])
+            if eval_hash is not None and is_hash(eval_hash):
+                found[eval_hash] = key
+        heads: dict[str, str] = {}
+        items = sorted(found.items())
+        for start in range(0, len(items), _READ_BATCH):
+            batch = items[start : start + _READ_BATCH]
+            for (eval_hash, _), raw in zip(batch, self.blobs.read_many(k for _, k in batch)):
+                if isinstance(raw, Missing):
+                    continue
+                try:
+                    heads[eval_hash] = parse_head(eval_hash, raw)
+                except CorruptObject:
+                    log.warning("reindex: skipping evals/%s: not a value hash", eval_hash)
+        return heads
+
+
+__all__ = ["EvalHeads", "parse_head"]

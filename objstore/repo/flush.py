@@ -1,0 +1,193 @@
+"""Flushing: when buffered records are written, and the order they are written in.
+
+Write order, the promise that makes copying and concurrent readers safe: every object of the
+batch (its small ones as one pack), then its eval heads, then ONE journal segment naming what
+the batch added, and only then the same entries into the local index. A reader that sees a
+journal entry or an eval head can therefore always fetch the objects behind it; a crash
+mid-flush leaves at worst a few unreferenced immutable objects; a failed flush keeps its batch
+for the next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from objstore import pack
+from objstore.index import Index
+from objstore.model.schema import IndexEntry
+from objstore.repo import journal as journal_mod
+from objstore.repo.buffer import Batch, WriteBuffer
+from objstore.repo.evals import EvalHeads
+from objstore.repo.journal import Journal
+from objstore.store import ObjectStore
+
+log = logging.getLogger("objstore.repo")
+
+# A flush packs its small objects when it has at least this many; a lone object stays loose,
+# where a reader without the journal entry still finds it by its path.
+PACK_MIN_OBJECTS = 2
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """When a repository writes what it has buffered: one setting for every caller.
+
+    ``durable``: fsync every flush, and flush at every job end (nothing acknowledged is lost).
+    Otherwise a flush starts, in the background, once ``max_items`` records are buffered or the
+    last flush is ``interval`` seconds old, and always at the end of a root job and on close.
+    """
+
+    durable: bool = False
+    max_items: int = 5000
+    interval: float = 0.5
+    background: bool = True
+
+
+class Flusher:
+    def __init__(
+        self,
+        *,
+        buffer: WriteBuffer,
+        store: ObjectStore,
+        evals: EvalHeads,
+        journal: Journal,
+        index: Index,
+        packs: Callable[[], bool],
+        policy: FlushPolicy,
+        lock: threading.Lock,
+    ):
+        self.buffer = buffer
+        self.store = store
+        self.evals = evals
+        self.journal = journal
+        self.index = index
+        self.packs = packs
+        self.policy = policy
+        self._lock = lock  # one flush at a time, and never beside a journal refresh
+        self._last = time.monotonic()
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
+        self._stopping = False
+
+    # -- the flush ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything buffered; returns once it is in the repository and the index."""
+        with self._lock:
+            batch = self.buffer.take()
+            if batch is None:
+                return
+            self._last = time.monotonic()
+            try:
+                segment, entries = self._write(batch)
+            except BaseException:
+                self.buffer.restore(batch)
+                raise
+            try:
+                # The segment is in the repository now; a failure here only delays this index
+                # (a refresh ingests the segment later), so the batch is not restored.
+                self.index.apply(entries, segment=segment, prechecked=True)
+            finally:
+                self.buffer.done(batch)
+
+    def _write(self, batch: Batch) -> tuple[str, list[IndexEntry]]:
+        objects = batch.objects
+        located: list[tuple[str, str, pack.Location]] = []
+        if objects:
+            # Every buffered object is written, even one the index already lists: the index can
+            # outlive the bytes (a lost pack, a partial copy), and writing again is the repair.
+            small = [
+                (oid, kind, payload)
+                for oid, (kind, payload, _) in objects.items()
+                if len(payload) <= pack.MAX_OBJECT_BYTES
+            ] if self.packs() else []
+            if len(small) < PACK_MIN_OBJECTS:
+                small = []
+            if small:
+                located = self.store.put_packed(small)
+            packed = {oid for oid, _, _ in small}
+            loose = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items() if oid not in packed]
+            if loose:
+                self.store.put_many(loose)
+        entries: list[IndexEntry] = [e for _, _, derived in objects.values() for e in derived]
+        entries.extend(batch.notes)
+        entries.extend(self.evals.write(batch.evals))
+        entries.extend(("put", "packed", oid, loc.encode()) for oid, _, loc in located)
+        listing = [[oid, kind] for oid, (kind, _, _) in objects.items()]
+        segment = self.journal.write(listing, entries)
+        return segment, journal_mod.index_entries(self.index, listing, entries)
+
+    # -- when ---------------------------------------------------------------------------------
+
+    def due(self) -> bool:
+        pending = self.buffer.pending()
+        if not pending:
+            return False
+        return pending >= self.policy.max_items or time.monotonic() - self._last > self.policy.interval
+
+    def maybe_flush(self) -> bool:
+        """Flush when the policy says it is time; True if a flush started. With a background
+        policy the flush runs on a worker thread, so the scheduler keeps going while objects
+        are written (file creation and uploads release the GIL)."""
+        if not self.due():
+            return False
+        if not self.policy.background:
+            self.flush()
+            return True
+        if self._lock.locked():
+            return False  # one is running; the next check starts another
+        self._last = time.monotonic()
+        self._start_worker()
+        self._wake.set()
+        return True
+
+    def job_ended(self, *, root: bool) -> None:
+        """A job ended: a root job's end (and, durable, every job's) is written before return."""
+        if root or self.policy.durable:
+            self.flush()
+        else:
+            self.maybe_flush()
+
+    def job_started(self) -> None:
+        # A fan-out starts (and caches) every job before the first one ends: start writing
+        # those records in the background now rather than at the first job end.
+        if not self.policy.durable:
+            self.maybe_flush()
+
+    # -- the background worker ----------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            with self._worker_lock:
+                if self._worker is None or not self._worker.is_alive():
+                    self._stopping = False
+                    self._worker = threading.Thread(target=self._work, name="objstore-flush", daemon=True)
+                    self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self.flush()
+            except Exception as exc:  # kept for the next flush, which retries it
+                log.warning("objstore: background flush failed (will retry): %s", exc)
+
+    def stop(self) -> None:
+        """Stop the background worker (after its current flush); does not flush."""
+        worker = self._worker
+        if worker is not None:
+            self._stopping = True
+            self._wake.set()
+            worker.join()
+            self._worker = None
+
+
+__all__ = ["FlushPolicy", "Flusher", "PACK_MIN_OBJECTS"]

@@ -1,0 +1,148 @@
+"""The journal: one immutable segment per flush naming what it added, so any index catches up.
+
+A segment is one object-encoded document (kind ``journal``) holding the ids and kinds of the
+objects the flush wrote and every index entry they and the flush's notes imply, eval heads and
+pack locations included. Catching up with other writers is a LIST of ``journal/`` and a GET per
+segment not yet seen; segment names sort by time and carry a writer id, so two writers never
+collide and a reader ingests them in order.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from objstore import codec, layout
+from objstore.errors import CorruptObject, NameCollision
+from objstore.ids import is_hash, is_uuid
+from objstore.index import Index
+from objstore.missing import Missing
+from objstore.model.schema import IndexEntry
+from objstore.store import BlobStore
+
+log = logging.getLogger("objstore.repo")
+
+KIND = "journal"
+FORMAT = "objstore-journal"
+_READ_BATCH = 64
+
+Progress = Callable[[str, int], None]
+Listing = list[list[str]]  # [[object id, kind], ...]
+
+
+def encode(writer: str, listing: Listing, entries: list[IndexEntry]) -> bytes:
+    doc = {"format": FORMAT, "version": 1, "writer": writer, "objects": listing, "entries": entries}
+    return codec.encode(KIND, codec.canonical_json(doc))
+
+
+def decode(name: str, data: bytes) -> tuple[Listing, list[Any]]:
+    """(object listing, raw entries) of a segment; CorruptObject naming it when unreadable.
+    A malformed listing item is skipped (and logged); entries are checked by the caller."""
+    where = f"journal/{name}"
+    _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
+    doc = codec.parse_json(payload, object_id=where)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CorruptObject(where, "not an objstore journal segment")
+    listing: Listing = []
+    for item in doc.get("objects") or []:
+        if (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[1], str)
+            and (is_hash(item[0]) or is_uuid(item[0]))
+        ):
+            listing.append(item)
+        else:
+            log.warning("%s: skipping malformed object listing %r", where, item)
+    entries = doc.get("entries") or []
+    return listing, entries if isinstance(entries, list) else []
+
+
+def index_entries(index: Index, listing: Listing, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
+    """What a segment implies for the index: each object's kind, then its entries."""
+    out: list[IndexEntry] = []
+    if "objects" in index.tables:
+        out.extend(("put", "objects", oid, kind) for oid, kind in listing)
+    out.extend(entries)
+    return out
+
+
+def valid_entries(index: Index, entries: Iterable[Any], where: str) -> list[IndexEntry]:
+    """Entries read back from the repository: a bad one is skipped, never fatal."""
+    good: list[Any] = []
+    for e in entries:
+        try:
+            index.check_entry(e)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: skipping index entry %r: %s", where, e, exc)
+            continue
+        good.append(tuple(e))
+    return good
+
+
+class Journal:
+    def __init__(self, blobs: BlobStore, index: Index, writer_id: str, lock: threading.Lock):
+        self.blobs = blobs
+        self.index = index
+        self.writer_id = writer_id
+        self._lock = lock  # the flush lock: a refresh never runs beside this writer's flush
+        self._last_stamp: _dt.datetime | None = None
+
+    def _next_name(self) -> str:
+        now = _dt.datetime.now(_dt.UTC)
+        if self._last_stamp is not None and now <= self._last_stamp:
+            # Keep this writer's segments strictly ordered even if the clock stalls or steps back.
+            now = self._last_stamp + _dt.timedelta(microseconds=1)
+        self._last_stamp = now
+        return layout.segment_name(now, self.writer_id)
+
+    def write(self, listing: Listing, entries: list[IndexEntry]) -> str:
+        """Write one segment (create-only); its name. Caller holds the flush lock."""
+        data = encode(self.writer_id, listing, entries)
+        for _ in range(5):
+            name = self._next_name()
+            if self.blobs.create(layout.segment_key(name), data):
+                return name
+        # Cannot happen unless another client reuses this random writer id.
+        raise NameCollision(f"journal segment names keep colliding at {self.blobs.path(layout.JOURNAL)}/{name}")
+
+    def names(self) -> list[str]:
+        """Every segment present, in name (time) order; other names under journal/ are ignored."""
+        return [n for n in self.blobs.list_names(layout.JOURNAL) if layout.is_segment_name(n)]
+
+    def refresh(self, progress: Progress | None = None) -> int:
+        """Ingest, in name order, the segments this index has not seen; how many.
+
+        Holds the flush lock: a segment this writer is flushing is marked seen by the flush
+        itself, and must not be ingested a second time after newer ones.
+        """
+        with self._lock:
+            new = [n for n in self.names() if not self.index.has_segment(n)]
+            done = 0
+            for start in range(0, len(new), _READ_BATCH):
+                batch = new[start : start + _READ_BATCH]
+                for name, data in zip(batch, self.blobs.read_many(layout.segment_key(n) for n in batch)):
+                    if isinstance(data, Missing):
+                        continue  # removed since the listing (e.g. compacted)
+                    if self._ingest(name, data):
+                        done += 1
+                if progress:
+                    progress("journal", done)
+            return done
+
+    def _ingest(self, name: str, data: bytes) -> bool:
+        try:
+            listing, entries = decode(name, data)
+        except CorruptObject as exc:
+            # Left unmarked, so a repaired segment is picked up by a later refresh.
+            log.warning("skipping unreadable journal segment: %s", exc)
+            return False
+        good = valid_entries(self.index, entries, f"journal/{name}")
+        self.index.apply(index_entries(self.index, listing, good), segment=name, prechecked=True)
+        return True
+
+
+__all__ = ["Journal", "encode", "decode", "index_entries", "valid_entries", "KIND", "FORMAT"]

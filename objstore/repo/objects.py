@@ -1,0 +1,125 @@
+"""Read routing: where an object is, and one bulk read for many.
+
+An object is in this process's write buffer, in a pack (the index knows where: its ``packed``
+table), or loose at its fanout path. ``get_many`` resolves every location first and then reads
+each kind of place in bulk: entries close together in one pack come back from one ranged read.
+An id found nowhere is tried once more after a refresh of the journal, because another writer
+may have packed it and this index has not read that writer's segment yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+from objstore import pack
+from objstore.errors import CorruptObject, ObjectNotFound
+from objstore.ids import validate_id
+from objstore.index import Index
+from objstore.missing import MISSING, Missing
+from objstore.repo.buffer import WriteBuffer
+from objstore.store import ObjectStore
+from objstore.store.objects import Decoded
+
+log = logging.getLogger("objstore.repo")
+
+
+def check_kind(object_id: str, kind: str, expect_kind: str | None) -> None:
+    if expect_kind is not None and kind != expect_kind:
+        raise CorruptObject(object_id, f"wrong kind: expected {expect_kind!r}, found {kind!r}")
+
+
+class ObjectReader:
+    def __init__(self, store: ObjectStore, index: Index, buffer: WriteBuffer, refresh: Callable[[], int]):
+        self.store = store
+        self.index = index
+        self.buffer = buffer
+        self.refresh = refresh
+
+    def get(self, object_id: str, *, expect_kind: str | None = None) -> Decoded:
+        """(kind, payload), verified; ObjectNotFound or CorruptObject naming the id."""
+        got = self.get_many([object_id], expect_kind=expect_kind)[0]
+        if isinstance(got, Missing):
+            raise ObjectNotFound(self._missing_reason(object_id))
+        return got
+
+    def get_many(self, ids: Iterable[str], *, expect_kind: str | None = None) -> list[Decoded | Missing]:
+        """get() for each id, in order; MISSING where it is nowhere. A corrupt object raises."""
+        ids = [validate_id(i) for i in ids]
+        out: list[Decoded | Missing] = [MISSING] * len(ids)
+        todo = []
+        for i, object_id in enumerate(ids):
+            hit = self.buffer.object(object_id)
+            if hit is None:
+                todo.append(i)
+            else:
+                check_kind(object_id, hit[0], expect_kind)
+                out[i] = hit
+        if todo:
+            self._read_stored(ids, todo, out, expect_kind)
+            missed = [i for i in todo if isinstance(out[i], Missing)]
+            if missed and self.refresh():
+                self._read_stored(ids, missed, out, expect_kind)
+        return out
+
+    def _read_stored(self, ids: list[str], todo: list[int], out: list, expect_kind: str | None) -> None:
+        where = self.index.get_many("packed", [ids[i] for i in todo])
+        packed: list[tuple[int, pack.Location]] = []
+        loose: list[int] = []
+        for i, text in zip(todo, where):
+            if isinstance(text, Missing):
+                loose.append(i)
+            else:
+                packed.append((i, pack.Location.parse(text, object_id=ids[i])))
+        if packed:
+            got = self.store.get_packed_many([(ids[i], loc) for i, loc in packed], expect_kind=expect_kind)
+            for (i, _), item in zip(packed, got):
+                out[i] = item
+        if loose:
+            for i, item in zip(loose, self.store.get_many([ids[i] for i in loose], expect_kind=expect_kind)):
+                out[i] = item
+        self._remember_kinds(ids, todo, out)
+
+    def _remember_kinds(self, ids: list[str], todo: list[int], out: list) -> None:
+        """Objects found by their path that the index did not list (a copy merged in without its
+        journal): list them, so `has` and prefix lookups know them from now on."""
+        if "objects" not in self.index.tables:
+            return
+        found = [i for i in todo if not isinstance(out[i], Missing)]
+        if not found:
+            return
+        known = self.index.get_many("objects", [ids[i] for i in found])
+        new = [("put", "objects", ids[i], out[i][0]) for i, k in zip(found, known) if isinstance(k, Missing)]
+        if new:
+            self.index.apply(new)
+
+    def _missing_reason(self, object_id: str) -> str:
+        where = self.index.get("packed", object_id)
+        if isinstance(where, str):
+            name = pack.Location.parse(where, object_id=object_id).pack
+            return f"object {object_id} is missing: its pack {name} is not in the repository"
+        return f"no object {object_id}"
+
+    def open_stream(self, object_id: str, *, expect_kind: str | None = None) -> tuple[str, int, Iterator[bytes]]:
+        """(kind, length, chunks) wherever the object is: a packed or buffered object (at most a
+        pack entry's size) comes as one chunk, a loose one streams in bounded memory."""
+        object_id = validate_id(object_id)
+        if self.buffer.object(object_id) is None and isinstance(self.index.get("packed", object_id), Missing):
+            try:
+                return self.store.open_stream(object_id, expect_kind=expect_kind)
+            except ObjectNotFound:
+                pass  # maybe packed by another writer: the routed read below refreshes once
+        kind, payload = self.get(object_id, expect_kind=expect_kind)
+        return kind, len(payload), iter((payload,))
+
+    def has(self, object_id: str) -> bool:
+        """Whether the object is buffered, indexed, or loose at its path (no refresh)."""
+        object_id = validate_id(object_id)
+        if self.buffer.object(object_id) is not None:
+            return True
+        if "objects" in self.index.tables and not isinstance(self.index.get("objects", object_id), Missing):
+            return True
+        return self.store.has(object_id)
+
+
+__all__ = ["ObjectReader", "check_kind"]

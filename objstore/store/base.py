@@ -1,0 +1,120 @@
+"""BlobStore: bytes at keys under one root. A handful of primitives per kind of filesystem;
+everything bulk is derived here once (and overridden only where a filesystem can do better).
+
+Keys are relative, "/"-separated (``objects/ab/cdef…``, ``journal/<segment>``; objstore.layout
+builds every one). Semantics every implementation keeps:
+- ``create`` never replaces: of two racing creates of one key exactly one returns True;
+- a reader sees a whole file or none (local: temp file + link/rename; remote: one PUT);
+- ``read`` answers MISSING, never raises, for a key that is not there;
+- bulk calls keep input order (duplicates included) and run with bounded concurrency where the
+  filesystem is asynchronous;
+- temp files of unfinished writes are invisible to ``list``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from typing import BinaryIO
+
+from fsspec import AbstractFileSystem
+
+from objstore.missing import Missing
+
+# A function writing a file's content to a binary stream, for files too big to hold in memory.
+Producer = Callable[[BinaryIO], None]
+
+
+class BlobStore(abc.ABC):
+    #: Whether ``exists`` is cheap enough (a local stat) to ask before encoding a write.
+    exists_is_cheap = False
+
+    def __init__(self, fs: AbstractFileSystem, root: str, *, durable: bool = False, max_concurrency: int = 32):
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.fs = fs
+        self.root = root.rstrip("/") or "/"
+        self.durable = durable
+        self.max_concurrency = max_concurrency
+        self._prefix = self.root if self.root.endswith("/") else self.root + "/"
+
+    def path(self, key: str) -> str:
+        """The filesystem path of ``key`` (keys come from objstore.layout, already checked)."""
+        return self._prefix + key
+
+    def key_of(self, path: str) -> str:
+        return path[len(self._prefix) :] if path.startswith(self._prefix) else path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
+
+    # -- primitives ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def read(self, key: str) -> bytes | Missing:
+        """The file's bytes, or MISSING."""
+
+    @abc.abstractmethod
+    def read_range(self, key: str, offset: int, length: int) -> bytes | Missing:
+        """``length`` bytes from ``offset`` (fewer past the end), or MISSING."""
+
+    @abc.abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` unless it exists; True if this call created it."""
+
+    @abc.abstractmethod
+    def replace(self, key: str, data: bytes) -> None:
+        """Write ``key`` whatever was there (mutable files: eval heads, objstore.json)."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it existed."""
+
+    @abc.abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key below the directory ``prefix`` (recursive), sorted; [] if there is none."""
+
+    @abc.abstractmethod
+    def open_read(self, key: str) -> BinaryIO | Missing:
+        """A binary stream of the file (the caller closes it), or MISSING."""
+
+    @abc.abstractmethod
+    def create_from(self, key: str, produce: Producer) -> bool:
+        """``create`` for content written by ``produce`` to a stream, in bounded memory. If
+        ``produce`` raises, nothing appears at ``key``."""
+
+    # -- derived ------------------------------------------------------------------------------
+
+    def read_many(self, keys: Iterable[str]) -> list[bytes | Missing]:
+        return [self.read(k) for k in keys]
+
+    def read_ranges(self, requests: Iterable[tuple[str, int, int]]) -> list[bytes | Missing]:
+        """read_range for each (key, offset, length), in order."""
+        return [self.read_range(k, o, n) for k, o, n in requests]
+
+    def create_many(self, items: Sequence[tuple[str, bytes]]) -> list[bool]:
+        return [self.create(k, d) for k, d in items]
+
+    def replace_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """replace for each (key, data), in order: a later duplicate key wins."""
+        for k, d in items:
+            self.replace(k, d)
+
+    def exists_many(self, keys: Iterable[str]) -> list[bool]:
+        return [self.exists(k) for k in keys]
+
+    def list_names(self, prefix: str) -> list[str]:
+        """The names directly below ``prefix`` that are files (a flat directory's listing)."""
+        cut = len(prefix.rstrip("/")) + 1
+        return [k[cut:] for k in self.list_keys(prefix) if "/" not in k[cut:]]
+
+    def clean_temp(self, prefix: str, *, older_than: float) -> int:
+        """Remove temp files of writers that died mid-write under ``prefix``; how many. Only
+        local stores leave them (a remote write is one upload), so by default: none."""
+        return 0
+
+
+__all__ = ["BlobStore", "Producer"]
