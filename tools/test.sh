@@ -22,7 +22,7 @@ STAMP=.venv/.objstore-test-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ tools/test-constraints.txt -nt "$STAMP" ] \
         || ! .venv/bin/python -c "
 import importlib.util as u, sys
-need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun']
+need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun', 'ruff', 'mypy']
 sys.exit(any(u.find_spec(m) is None for m in need))" >/dev/null 2>&1; then
     echo "tools/test.sh: pip install -e '.[test]'" >&2
     # The constraints file is what makes this resolve at all (see its header).
@@ -40,5 +40,12 @@ fi
 # The fixtures find the servers without this, but a PATH that names them helps
 # anyone debugging by hand from inside a test.
 export PATH="$ROOT/.venv/bin:$ROOT/tools/node/node_modules/.bin:$PATH"
+
+# The code is checked before it is tested: lint (ruff) and types (mypy), as configured in
+# pyproject.toml. Either failing fails the command.
+echo "tools/test.sh: ruff check objstore refs" >&2
+.venv/bin/ruff check objstore refs
+echo "tools/test.sh: mypy (objstore, refs)" >&2
+.venv/bin/mypy
 
 exec .venv/bin/python -m pytest -q tests "$@"
