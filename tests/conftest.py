@@ -5,6 +5,9 @@
 
 Servers start lazily: a run that never touches a remote backend (``-k memory``) starts
 none. Use ``-m "not remote"`` to run only memory and local.
+
+Also, started the same lazy way: `postgres_server` / `postgres_db` (PostgreSQL) and
+`graphviz_dot`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ def _server_fixture(start):
 s3_server = _server_fixture(servers.start_s3)
 gcs_server = _server_fixture(servers.start_gcs)
 azure_server = _server_fixture(servers.start_azure)
+# A PostgreSQL cluster: .uri, .new_database() -> a fresh database's URI (postgres_db below).
+postgres_server = _server_fixture(servers.start_postgres)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """The URI of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def graphviz_dot():
+    """The path of Graphviz's `dot` (a failure naming the install when it is missing)."""
+    try:
+        return servers.find_dot()
+    except servers.ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(params=servers.backend_params())
