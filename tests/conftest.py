@@ -6,8 +6,8 @@
 Servers start lazily: a run that never touches a remote backend (``-k memory``) starts
 none. Use ``-m "not remote"`` to run only memory and local.
 
-Also, started the same lazy way: `postgres_server` / `postgres_db` (PostgreSQL) and
-`graphviz_dot`.
+Also, started the same lazy way: `postgres_server` / `postgres_db` (PostgreSQL),
+`chromium` / `load_page` (headless Chromium, tests/browser.py) and `graphviz_dot`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,44 @@ postgres_server = _server_fixture(servers.start_postgres)
 def postgres_db(postgres_server):
     """The URI of a new, empty database on the session's PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A started headless Chromium (browser.Browser), one per session."""
+    import browser
+
+    try:
+        chrome = browser.Browser().start()
+    except servers.ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield chrome
+    finally:
+        chrome.close()
+
+
+@pytest.fixture
+def load_page(chromium, tmp_path):
+    """load_page(path_or_url, **options) -> browser.PageResult, screenshot included.
+
+    Each call writes a full-page screenshot to tmp_path (result.screenshot_path) unless
+    screenshot= names another path or is None; every page is closed after the test.
+    """
+    pages = []
+
+    def load(target, *, screenshot="auto", **options):
+        if screenshot == "auto":
+            screenshot = tmp_path / f"screenshot-{len(pages) + 1}.png"
+        page = chromium.load_page(target, screenshot=screenshot, **options)
+        pages.append(page)
+        return page
+
+    try:
+        yield load
+    finally:
+        for page in pages:
+            page.close()
 
 
 @pytest.fixture(scope="session")
