@@ -7,6 +7,7 @@ fixture could not give.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -209,6 +210,21 @@ def test_chromium_pages_are_isolated(load_page, tmp_path):
     assert "<p>a</p>" in first.dom  # the last DOM stays readable after close
     with pytest.raises(RuntimeError, match="closed"):
         first.run(lambda p: p.title())
+
+
+def test_asyncio_still_runs_beside_the_browser(load_page, tmp_path):
+    """Playwright's sync API in the test thread would make asyncio.run() raise for the rest
+    of the session ("cannot be called from a running event loop"); it lives in its own."""
+    (tmp_path / "p.html").write_text("<p>p</p>")
+    page = load_page(tmp_path / "p.html", screenshot=None)
+
+    async def answer():
+        await asyncio.sleep(0)
+        return 42
+
+    assert asyncio.run(answer()) == 42
+    assert page.texts("p") == ["p"]
+    assert asyncio.run(answer()) == 42
 
 
 def test_missing_chromium_or_dot_is_a_failure_with_the_fix(tmp_path, monkeypatch):
