@@ -5,6 +5,9 @@
 
 Servers start lazily: a run that never touches a remote backend (``-k memory``) starts
 none. Use ``-m "not remote"`` to run only memory and local.
+
+Also, started the same lazy way: `postgres_server` / `postgres_db` (PostgreSQL),
+`chromium` / `load_page` (headless Chromium, tests/browser.py) and `graphviz_dot`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,61 @@ def _server_fixture(start):
 s3_server = _server_fixture(servers.start_s3)
 gcs_server = _server_fixture(servers.start_gcs)
 azure_server = _server_fixture(servers.start_azure)
+# A PostgreSQL cluster: .uri, .new_database() -> a fresh database's URI (postgres_db below).
+postgres_server = _server_fixture(servers.start_postgres)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """The URI of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A started headless Chromium (browser.Browser), one per session."""
+    import browser
+
+    try:
+        chrome = browser.Browser().start()
+    except servers.ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield chrome
+    finally:
+        chrome.close()
+
+
+@pytest.fixture
+def load_page(chromium, tmp_path):
+    """load_page(path_or_url, **options) -> browser.PageResult, screenshot included.
+
+    Each call writes a full-page screenshot to tmp_path (result.screenshot_path) unless
+    screenshot= names another path or is None; every page is closed after the test.
+    """
+    pages = []
+
+    def load(target, *, screenshot="auto", **options):
+        if screenshot == "auto":
+            screenshot = tmp_path / f"screenshot-{len(pages) + 1}.png"
+        page = chromium.load_page(target, screenshot=screenshot, **options)
+        pages.append(page)
+        return page
+
+    try:
+        yield load
+    finally:
+        for page in pages:
+            page.close()
+
+
+@pytest.fixture(scope="session")
+def graphviz_dot():
+    """The path of Graphviz's `dot` (a failure naming the install when it is missing)."""
+    try:
+        return servers.find_dot()
+    except servers.ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(params=servers.backend_params())

@@ -5,6 +5,11 @@ azurite-blob (Azure) run as child processes on free loopback ports, one per pyte
 session, started only when a test asks for one. Every test gets a fresh bucket or
 container, so nothing needs wiping between tests.
 
+PostgreSQL (``start_postgres``) is a throwaway cluster made by Debian's initdb and started by
+pg_ctl on a free loopback port, also one per session and only on demand; every test asks it
+for a database of its own. Graphviz's ``dot`` is found by ``find_dot``; headless Chromium
+lives in tests/browser.py.
+
 A server that cannot be found or does not come up is a failure naming the fix
 (``bash tools/test.sh``), never a skip: a suite that silently skips the remote
 backends proves nothing about them.
@@ -17,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +41,11 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "run `bash tools/test.sh` once (it creates .venv and installs every test server)"
+# PostgreSQL, Chromium and Graphviz come from Debian, not from .venv.
+APT_HINT = (
+    "run `bash tools/test.sh` as root once (it apt-get installs Debian's postgresql, chromium and "
+    "graphviz), or `apt-get install --no-install-recommends postgresql chromium graphviz` yourself"
+)
 BACKENDS = ("memory", "local", "s3", "gcs", "azure")
 REMOTE_BACKENDS = ("s3", "gcs", "azure")
 
@@ -55,7 +66,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def find_executable(name: str, *candidates: Path) -> str:
+def find_executable(name: str, *candidates: Path, hint: str = INSTALL_HINT) -> str:
     """The first existing candidate, else `name` on PATH, else a failure saying how to install."""
     for path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
@@ -64,7 +75,7 @@ def find_executable(name: str, *candidates: Path) -> str:
     if found:
         return found
     tried = ", ".join(str(p) for p in candidates) or "(none)"
-    raise ServerUnavailable(f"test server `{name}` not found (looked at {tried} and PATH): {INSTALL_HINT}")
+    raise ServerUnavailable(f"test server `{name}` not found (looked at {tried} and PATH): {hint}")
 
 
 def _venv_bin() -> Path:
@@ -207,6 +218,202 @@ def azurite_connection_string(port: int) -> str:
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
         f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
     )
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+POSTGRES_ROOT = Path("/usr/lib/postgresql")
+
+
+def postgres_bin_dir(root: Path = POSTGRES_ROOT) -> Path:
+    """Debian's newest /usr/lib/postgresql/<major>/bin with initdb and pg_ctl, else PATH's."""
+
+    def major(path: Path) -> tuple[int, str]:
+        name = path.parent.name
+        return (int(name), name) if name.isdigit() else (-1, name)
+
+    for bin_dir in sorted(root.glob("*/bin"), key=major, reverse=True):
+        if all(os.access(bin_dir / exe, os.X_OK) for exe in ("initdb", "pg_ctl", "postgres")):
+            return bin_dir
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb and pg_ctl and Path(initdb).parent == Path(pg_ctl).parent:
+        return Path(initdb).parent
+    raise ServerUnavailable(
+        f"PostgreSQL's initdb/pg_ctl not found (looked in {root}/*/bin and PATH): {APT_HINT}"
+    )
+
+
+def _as_postgres_user() -> tuple[list[str], int | None, int | None]:
+    """The command prefix that runs PostgreSQL's programs, and whom to chown its files to.
+
+    initdb and postgres refuse to run as root, so as root they run as the `postgres`
+    user (which Debian's package creates); as anyone else they run as that user.
+    """
+    if os.geteuid() != 0:
+        return [], None, None
+    import pwd
+
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        raise ServerUnavailable(
+            f"running as root, PostgreSQL needs a `postgres` user to run as and there is none: {APT_HINT}"
+        ) from None
+    runuser = find_executable("runuser", Path("/usr/sbin/runuser"), Path("/sbin/runuser"), hint=APT_HINT)
+    return [runuser, "-u", "postgres", "--"], user.pw_uid, user.pw_gid
+
+
+def _import_psycopg():
+    try:
+        import psycopg
+    except ImportError:
+        raise ServerUnavailable(f"psycopg (3) is not installed: {INSTALL_HINT}") from None
+    return psycopg
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a loopback port; `stop()` is idempotent.
+
+    `uri` names the `postgres` database (trust authentication, user `postgres`); tests
+    should work in their own database from `new_database()`.
+    """
+
+    port: int
+    base: Path  # temp dir owned by the server's user: data/, the unix socket, server.log
+    bin_dir: Path
+    prefix: list[str]  # runs a command as the server's user (empty when not root)
+    log_dir: Path | None = None  # server.log is copied here at stop (the base dir is deleted)
+    _stopped: bool = False
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "server.log"
+
+    def uri_for(self, database: str) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
+
+    @property
+    def uri(self) -> str:
+        return self.uri_for("postgres")
+
+    def new_database(self, prefix: str = "test") -> str:
+        """Create an empty database with a unique name and return its URI."""
+        psycopg = _import_psycopg()
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}".lower()
+        with psycopg.connect(self.uri, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.uri_for(name)
+
+    def log_tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def pg_ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return _run_pg(self.prefix, [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args],
+                       self.base, timeout)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if (self.data_dir / "postmaster.pid").exists():
+                self.pg_ctl("-m", "fast", "-w", "stop")
+        finally:
+            if self.log_dir is not None and self.log_path.exists():
+                shutil.copy(self.log_path, self.log_dir / f"postgres-{self.port}.log")
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _run_pg(prefix: list[str], command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    # With -l, pg_ctl points the server's output at the log file, so nothing holds these pipes.
+    try:
+        return subprocess.run(
+            [*prefix, *command], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServerUnavailable(f"{' '.join(command)} did not finish within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise ServerUnavailable(f"cannot run {command[0]} ({exc}): {APT_HINT}") from exc
+
+
+def start_postgres(log_dir: Path | None = None, *, bin_dir: Path | None = None) -> PostgresServer:
+    """initdb a new cluster in a temp dir and start it on a free loopback port.
+
+    The cluster lives under /tmp rather than pytest's tmp_path: pytest's base directory is
+    private to root, and the server runs as `postgres`. Durability is off (fsync,
+    synchronous_commit, full_page_writes): nothing here outlives the session.
+    """
+    bin_dir = bin_dir or postgres_bin_dir()
+    _import_psycopg()
+    prefix, uid, gid = _as_postgres_user()
+    base = Path(tempfile.mkdtemp(prefix="objstore-pg-"))
+    if uid is not None:
+        os.chown(base, uid, gid)
+    server = PostgresServer(0, base, bin_dir, prefix, log_dir)
+    try:
+        done = _run_pg(
+            prefix,
+            [str(bin_dir / "initdb"), "-D", str(server.data_dir), "-A", "trust", "-U", "postgres",
+             "-E", "UTF8", "--no-locale", "--no-sync"],
+            base,
+            120,
+        )
+        if done.returncode:
+            raise ServerUnavailable(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        last_error = ""
+        for _attempt in range(3):
+            # Another process can take the port between our probe and the server's bind:
+            # the start then fails and we try another one.
+            server.port = free_port()
+            options = (
+                f"-p {server.port} -k {base} -c listen_addresses={server.host} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            )
+            done = server.pg_ctl("-w", "-t", "60", "-l", str(server.log_path), "-o", options, "start",
+                                 timeout=90)
+            if done.returncode == 0:
+                break
+            last_error = f"pg_ctl start failed ({done.returncode}):\n{done.stdout}{done.stderr}\n{server.log_tail()}"
+        else:
+            raise ServerUnavailable(last_error)
+        psycopg = _import_psycopg()
+        with psycopg.connect(server.uri, connect_timeout=10) as conn:
+            conn.execute("SELECT 1")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# ---------------------------------------------------------------- Graphviz
+
+
+def find_dot() -> str:
+    """Graphviz's `dot`, or a failure saying how to install it."""
+    return find_executable("dot", Path("/usr/bin/dot"), hint=APT_HINT)
+
+
+def run_dot(source: str, fmt: str = "svg", *, dot: str | None = None) -> str:
+    """Render a DOT graph with `dot -T<fmt>` and return what it prints."""
+    done = subprocess.run(
+        [dot or find_dot(), f"-T{fmt}"], input=source, capture_output=True, text=True, timeout=60
+    )
+    if done.returncode:
+        raise RuntimeError(f"dot -T{fmt} failed ({done.returncode}): {done.stderr}")
+    return done.stdout
 
 
 # ---------------------------------------------------------------- per-test locations

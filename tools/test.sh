@@ -1,13 +1,40 @@
 #!/usr/bin/env bash
 # The one command that sets up and runs the whole test suite on a fresh machine
-# (Debian, python3.11, node 20, npm). Idempotent: every step is skipped when its
-# result is already present, so a second run goes straight to pytest.
+# (Debian, python3.11, node 20, npm; as root it apt-get installs postgresql, chromium and
+# graphviz). Idempotent: every step is skipped when its result is already present, so a
+# second run goes straight to pytest.
 #   bash tools/test.sh                 # whole suite
 #   bash tools/test.sh -k refs -x      # extra arguments go to pytest
+#   bash tools/test.sh tests/test_infra.py   # just one file
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+# System servers and tools from Debian: PostgreSQL (initdb/pg_ctl for the postgres_server
+# fixture), headless Chromium (tests/browser.py) and Graphviz (dot). One apt-get update and
+# one install, only when a binary is missing; with all present this costs a few stat calls.
+apt_missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_missing+=(postgresql)
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v dot >/dev/null 2>&1 || apt_missing+=(graphviz)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+    apt_sudo=()
+    if [ "$(id -u)" -ne 0 ] && sudo -n true 2>/dev/null; then
+        apt_sudo=(sudo -n)
+    fi
+    if ! command -v apt-get >/dev/null 2>&1 || { [ "$(id -u)" -ne 0 ] && [ ${#apt_sudo[@]} -eq 0 ]; }; then
+        echo "tools/test.sh: WARNING: ${apt_missing[*]} missing and not installable from here" \
+             "(this needs Debian's apt-get, as root or with passwordless sudo)." \
+             "Install them yourself; until then the tests that use them fail, naming what is missing." >&2
+    else
+        echo "tools/test.sh: apt-get install ${apt_missing[*]}" >&2
+        "${apt_sudo[@]}" apt-get update -q
+        "${apt_sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "${apt_missing[@]}"
+    fi
+fi
+
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
@@ -22,7 +49,8 @@ STAMP=.venv/.objstore-test-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ tools/test-constraints.txt -nt "$STAMP" ] \
         || ! .venv/bin/python -c "
 import importlib.util as u, sys
-need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun', 'ruff', 'mypy']
+need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun',
+        'psycopg', 'playwright', 'ruff', 'mypy']
 sys.exit(any(u.find_spec(m) is None for m in need))" >/dev/null 2>&1; then
     echo "tools/test.sh: pip install -e '.[test]'" >&2
     # The constraints file is what makes this resolve at all (see its header).
@@ -48,4 +76,6 @@ echo "tools/test.sh: ruff check objstore refs" >&2
 echo "tools/test.sh: mypy (objstore, refs)" >&2
 .venv/bin/mypy
 
-exec .venv/bin/python -m pytest -q tests "$@"
+# No path here: pytest falls back to testpaths (tests/) only when the arguments name none,
+# so `bash tools/test.sh tests/test_infra.py` runs that file and not the whole suite too.
+exec .venv/bin/python -m pytest -q "$@"
