@@ -211,9 +211,8 @@ def fsync_dirs(directories: Iterable[str]) -> None:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def read_file(path: str) -> bytes | Missing:
-    """The whole file, or MISSING. os.open + os.read: three syscalls for a small file, where
-    io.open adds fstat calls and a buffered reader (a third of a 1 KiB object's cost)."""
+def _read_with(path: str, read: Callable[[int], bytes]) -> bytes | Missing:
+    """read(fd) on the opened file, or MISSING when there is none; errors name the path."""
     try:
         fd = os.open(path, READ_FLAGS)
     except FileNotFoundError:
@@ -221,13 +220,7 @@ def read_file(path: str) -> bytes | Missing:
     except OSError as exc:
         raise storage_error(path, exc) from exc
     try:
-        data = os.read(fd, _READ_CHUNK)
-        if len(data) == _READ_CHUNK:
-            parts = [data]
-            while chunk := os.read(fd, _READ_CHUNK << 4):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data
+        return read(fd)
     except IsADirectoryError:
         raise CorruptObject(path, "a directory stands where a file should be") from None
     except OSError as exc:
@@ -236,20 +229,25 @@ def read_file(path: str) -> bytes | Missing:
         os.close(fd)
 
 
+def _read_all(fd: int) -> bytes:
+    data = os.read(fd, _READ_CHUNK)
+    if len(data) == _READ_CHUNK:
+        parts = [data]
+        while chunk := os.read(fd, _READ_CHUNK << 4):
+            parts.append(chunk)
+        data = b"".join(parts)
+    return data
+
+
+def read_file(path: str) -> bytes | Missing:
+    """The whole file, or MISSING. os.open + os.read: three syscalls for a small file, where
+    io.open adds fstat calls and a buffered reader (a third of a 1 KiB object's cost)."""
+    return _read_with(path, _read_all)
+
+
 def read_range(path: str, offset: int, length: int) -> bytes | Missing:
     """``length`` bytes at ``offset`` (fewer at the end of the file), or MISSING."""
-    try:
-        fd = os.open(path, READ_FLAGS)
-    except FileNotFoundError:
-        return MISSING
-    except OSError as exc:
-        raise storage_error(path, exc) from exc
-    try:
-        return os.pread(fd, length, offset)
-    except OSError as exc:
-        raise storage_error(path, exc) from exc
-    finally:
-        os.close(fd)
+    return _read_with(path, lambda fd: os.pread(fd, length, offset))
 
 
 __all__ = [

@@ -16,7 +16,6 @@ from typing import Any, BinaryIO
 from fsspec.asyn import sync as run_on_loop
 
 from objstore.fs import backend_of, has_atomic_create, remote, translate
-from objstore.layout import is_temp
 from objstore.missing import MISSING, Missing
 from objstore.store.base import BlobStore, Producer
 
@@ -122,20 +121,6 @@ class AsyncBlobStore(BlobStore):
             except FileNotFoundError:
                 return False
         return True
-
-    def list_keys(self, prefix: str) -> list[str]:
-        top = self.path(prefix.strip("/"))
-        with translate(top, passthrough=()):
-            # s3fs/gcsfs would otherwise answer from a listing cached before another writer's.
-            self.fs.invalidate_cache(top)
-            try:
-                paths = self.fs.find(top)
-            except FileNotFoundError:
-                return []
-            finally:
-                self.fs.invalidate_cache(top)
-        keys = [self.key_of(self.fs._strip_protocol(p)) for p in paths]
-        return sorted(k for k in keys if not is_temp(k))
 
     def open_read(self, key: str) -> BinaryIO | Missing:
         path = self.path(key)

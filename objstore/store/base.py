@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 from fsspec import AbstractFileSystem
 
+from objstore.fs import translate
+from objstore.layout import is_temp
 from objstore.missing import Missing
 
 # A function writing a file's content to a binary stream, for files too big to hold in memory.
@@ -73,9 +75,21 @@ class BlobStore(abc.ABC):
     def delete(self, key: str) -> bool:
         """Remove ``key``; True if it existed."""
 
-    @abc.abstractmethod
     def list_keys(self, prefix: str) -> list[str]:
-        """Every key below the directory ``prefix`` (recursive), sorted; [] if there is none."""
+        """Every key below the directory ``prefix`` (recursive), sorted; [] if there is none.
+        Temp files of unfinished writes are left out. (fsspec's find; local stores use os.)"""
+        top = self.path(prefix.strip("/"))
+        with translate(top, passthrough=()):
+            # s3fs/gcsfs would otherwise answer from a listing cached before another writer's.
+            self.fs.invalidate_cache(top)
+            try:
+                paths = self.fs.find(top)
+            except FileNotFoundError:
+                return []
+            finally:
+                self.fs.invalidate_cache(top)
+        keys = [self.key_of(self.fs._strip_protocol(p)) for p in paths]
+        return sorted(k for k in keys if not is_temp(k))
 
     @abc.abstractmethod
     def open_read(self, key: str) -> BinaryIO | Missing:

@@ -13,7 +13,6 @@ from typing import BinaryIO
 
 from objstore.fs import is_memory, translate
 from objstore.fs.remote import refuse_unsafe
-from objstore.layout import is_temp
 from objstore.missing import MISSING, Missing
 from objstore.store.base import BlobStore, Producer
 
@@ -74,18 +73,6 @@ class FsspecBlobStore(BlobStore):
             except FileNotFoundError:
                 return False
             return True
-
-    def list_keys(self, prefix: str) -> list[str]:
-        top = self.path(prefix.strip("/"))
-        with translate(top, passthrough=()):
-            try:
-                paths = self.fs.find(top)
-            except FileNotFoundError:
-                return []
-            finally:
-                self.fs.invalidate_cache(top)
-        keys = [self.key_of(self.fs._strip_protocol(p)) for p in paths]
-        return sorted(k for k in keys if not is_temp(k))
 
     def open_read(self, key: str) -> BinaryIO | Missing:
         if is_memory(self.fs):
