@@ -91,6 +91,9 @@ def cmd_reindex(args, ctx) -> int:
         line += f", {stats['objects']} objects, {stats['evals']} eval heads"
         if stats.get("corrupt"):
             line += f" ({stats['corrupt']} corrupt objects skipped)"
+        if stats.get("damaged_packs"):
+            line += (f" ({stats['damaged_packs']} pack(s) with a damaged table of contents: their "
+                     "entries were recovered from the packs themselves)")
     ctx.stdout.write(f"{line} in {stats['seconds']:.2f}s\n")
     return 0
 
