@@ -172,7 +172,7 @@ class ObjstoreBackend(RedunBackend):
                     self.url, _cause(exc, self.url),
                 )
         except StorageError as exc:
-            raise self._error(f"objstore: cannot record into {self.url}: {_cause(exc, self.url)}") from None
+            raise self._error(f"cannot record into the objstore repository at {self.url}: {_cause(exc, self.url)}") from None
 
     @property
     def repo(self) -> Any:

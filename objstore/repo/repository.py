@@ -163,14 +163,15 @@ class Repository:
             bucket = missing_container(fsys, root)
             if bucket is not None:
                 raise RepositoryNotFound(f"no objstore repository at {url}: bucket {bucket!r} does not exist")
-            if not create:
-                raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
             if blobs.list_names(layout.JOURNAL):
-                # Never a silent new repo_id over someone's data: that is `objstore init`'s call.
+                # Never a silent new repo_id over someone's data (create or not): that is
+                # `objstore init`'s call, made by a user who knows the data is theirs.
                 raise RepositoryNotFound(
                     f"{url} holds repository data (journal/) but no {layout.FORMAT_FILE}: restore it, "
                     f"or adopt the data as a new repository with `objstore init {url}`"
                 )
+            if not create:
+                raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
             try:
                 return cls.init(url, storage_options, index_dir=index_dir, eval_files=eval_files, policy=policy)
             except RepositoryExists:  # lost a creation race: open the winner's
