@@ -126,13 +126,24 @@ class DamageLedger:
         return out
 
     def pack_lost(self, name: str) -> None:
-        """A pack the index lists is not in the repository: all its objects need rewriting."""
+        """A pack the index lists is not in the repository: all its objects need rewriting, and
+        so do those of every other pack the index lists and the repository lacks (a deleted
+        directory, a journal copied without objects/pack/): one listing and one scan of the
+        packed table find them all, rather than a scan per pack."""
         if name in self._checked_packs:
             return
-        self._checked_packs.add(name)
-        members = self.pack_members(name)
-        self.mark(dict.fromkeys((oid for oid, _ in members), MISSING_OBJECT),
-                  f"pack {name} is missing ({len(members)} objects)")
+        present = set(self.store.pack_names())
+        if name in present:
+            return  # there after all (a read that raced its write): nothing is lost
+        lost: dict[str, list[str]] = {name: []}
+        for object_id, text in self.index.scan("packed"):
+            pack_name = text.partition(":")[0]
+            if pack_name not in present and pack_name not in self._checked_packs:
+                lost.setdefault(pack_name, []).append(object_id)
+        self._checked_packs.update(lost)
+        ids = [oid for members in lost.values() for oid in members]
+        names = ", ".join(sorted(lost)[:2]) + (f" and {len(lost) - 2} more" if len(lost) > 2 else "")
+        self.mark(dict.fromkeys(ids, MISSING_OBJECT), f"pack {names} missing ({len(ids)} objects)")
 
     def pack_damaged(self, name: str) -> None:
         """A read of one entry of pack ``name`` failed: check every entry the index places in
