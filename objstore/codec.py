@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from objstore.errors import CorruptObject
+from objstore.errors import CorruptObject, WrongKind
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -34,6 +34,7 @@ __all__ = [
     "canonical_json",
     "parse_json",
     "check_kind",
+    "frame_end",
 ]
 
 DEFAULT_LEVEL = 3
@@ -133,8 +134,35 @@ def decode(
             object_id, f"length mismatch: header says {length}, payload has {len(content) - start}"
         )
     if expect_kind is not None and kind != expect_kind:
-        raise CorruptObject(object_id, f"wrong kind: expected {expect_kind!r}, found {kind!r}")
+        raise WrongKind(object_id, expect_kind, kind)
     return kind, content[start:]
+
+
+def frame_end(data: bytes, start: int = 0, *, max_content: int = _ONE_SHOT_MAX) -> int | None:
+    """The offset just past the one zstd frame starting at ``data[start]``, or None if no whole,
+    decodable frame of at most ``max_content`` bytes starts there. For finding objects laid end
+    to end without an index (a pack whose table of contents is lost); decode() then verifies."""
+    head = data[start : start + 18]  # the longest zstd frame header
+    if head[:4] != _MAGIC:
+        return None
+    try:
+        size = zstandard.frame_content_size(head)
+    except zstandard.ZstdError:
+        return None
+    if size < 0 or size > max_content:
+        return None
+    # zstd's compressBound (size + size/256 + a little) plus the frame header and checksum:
+    # never hand the decompressor the rest of a 64 MiB pack to find one small frame's end.
+    bound = size + (size >> 7) + 1024
+    window = memoryview(data)[start : start + bound]
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        dobj.decompress(window)
+    except zstandard.ZstdError:
+        return None
+    if not dobj.eof:
+        return None
+    return start + len(window) - len(dobj.unused_data)
 
 
 def _check_frame_header(data: bytes, object_id: str) -> int:
@@ -255,7 +283,7 @@ def decode_stream(
             f"length mismatch: header says {length}, frame holds {content_size - start}",
         )
     if expect_kind is not None and kind != expect_kind:
-        raise CorruptObject(object_id, f"wrong kind: expected {expect_kind!r}, found {kind!r}")
+        raise WrongKind(object_id, expect_kind, kind)
     return kind, length, _payload(bytes(head[start:]), pieces, length, object_id)
 
 

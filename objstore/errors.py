@@ -41,6 +41,18 @@ class CorruptObject(ObjstoreError, ValueError):
         self.reason = reason
 
 
+class WrongKind(CorruptObject):
+    """An intact object of another kind than the one asked for (``cat-object --kind value`` of a
+    call node): not damage, so nothing is marked for repair. A CorruptObject so that a caller
+    treating any unusable object as absent keeps doing so."""
+
+    def __init__(self, object_id: str, expected: str, found: str):
+        super().__init__(object_id, f"wrong kind: expected {expected!r}, found {found!r}")
+        self.args = (f"object {object_id} is a {found!r}, not a {expected!r} (wrong kind)",)
+        self.expected = expected
+        self.found = found
+
+
 class FormatError(ObjstoreError, ValueError):
     """objstore.json is missing, unreadable, of another format, or of an unsupported version."""
 
@@ -68,6 +80,16 @@ class NameCollision(ObjstoreError, FileExistsError):
 
 class StorageError(ObjstoreError, OSError):
     """A filesystem operation failed for a reason other than not-found (permissions, network...)."""
+
+    def __str__(self) -> str:
+        # The message names the path and the cause; OSError's "[Errno 13] " (or "[Errno None] "
+        # for transport errors, which have no errno) in front of it tells a user nothing.
+        return str(self.strerror) if self.strerror else super().__str__()
+
+
+class ReadOnlyRepository(StorageError):
+    """A write was refused because the repository is read-only (a read-only mount, immutable
+    files, credentials that may only read). Reads still work."""
 
 
 class IndexUnavailable(ObjstoreError, RuntimeError):

@@ -140,6 +140,41 @@ def parse(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
     return out
 
 
+# Where an entry may start: an id, a NUL, the zstd magic (what build() writes for every entry).
+_ENTRY_START = re.compile(
+    rb"([0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\x00\x28\xb5\x2f\xfd"
+)
+
+
+def scan_entries(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
+    """Every (id, kind, location) recoverable from a pack without its table of contents.
+
+    Entries are self-describing (``id\0`` + one verified frame), so a pack whose toc (or tail) is
+    damaged still yields each entry that verifies: found by its id prefix, delimited by its
+    frame's end, checked by decoding it. Damaged entries are skipped; the scan picks up at the
+    next id prefix after them.
+    """
+    out: list[tuple[str, str, Location]] = []
+    pos = len(MAGIC) if data.startswith(MAGIC) else 0
+    while True:
+        match = _ENTRY_START.search(data, pos)
+        if match is None:
+            return out
+        object_id = match.group(1).decode("ascii")
+        frame_at = match.start() + len(object_id) + 1
+        end = codec.frame_end(data, frame_at, max_content=MAX_OBJECT_BYTES + 1024)
+        if end is not None:
+            try:
+                kind, _ = codec.decode(data[frame_at:end], object_id=object_id)
+            except CorruptObject:
+                end = None
+        if end is None:
+            pos = match.start() + 1
+            continue
+        out.append((object_id, kind, Location(name, match.start(), end - match.start())))
+        pos = end
+
+
 def plan_reads(
     locations: Sequence[Location], *, max_gap: int = MAX_READ_GAP, max_span: int = MAX_READ_SPAN
 ) -> list[tuple[str, int, int, list[int]]]:

@@ -138,7 +138,8 @@ def make_objstore_backend(backend_config: Any):
         return backend
     # A config naming a sqlite file: a repository beside it, shared by every Scheduler built on
     # the same config (tests rely on a second Scheduler seeing the first one's cache).
-    return ObjstoreBackend(url=path + ".objstore", index_dir=path + ".objstore-index")
+    # create=True: redun creates a sqlite file on first use, and its tests expect that.
+    return ObjstoreBackend(url=path + ".objstore", index_dir=path + ".objstore-index", create=True)
 
 
 def make_wrapped_sqlite_backend(backend_config: Any):

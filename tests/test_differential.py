@@ -162,7 +162,7 @@ class BackendPair(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory(prefix="objstore-diff-")
         self.db = RedunBackendDb(db_uri="sqlite:///:memory:")
         self.db.load()
-        self.ob = ObjstoreBackend(url=f"{self.tmp.name}/repo", index_dir=f"{self.tmp.name}/index")
+        self.ob = ObjstoreBackend(url=f"{self.tmp.name}/repo", index_dir=f"{self.tmp.name}/index", create=True)
         self.ob.load()
         self.clock = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
         # Ids from a fixed-seed generator rather than uuid4: tag hashes cover entity ids, and

@@ -97,7 +97,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     w = World(tmp_path_factory.mktemp("log"))
-    backend = ObjstoreBackend(w.url, index_dir=str(w.base / "writer-index"))
+    backend = ObjstoreBackend(w.url, index_dir=str(w.base / "writer-index"), create=True)
     assert scheduler(backend).run(main(5)) == 13
     assert scheduler(backend).run(main(5)) == 13  # every job from the cache
     with pytest.raises(Boom):

@@ -93,7 +93,7 @@ def use_handle(h: CounterHandle, x: int) -> CounterHandle:
 @pytest.fixture(params=["memory", "local"])
 def backend(request, tmp_path):
     url = f"memory://bk-{os.urandom(6).hex()}/repo" if request.param == "memory" else str(tmp_path / "repo")
-    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "index"))
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "index"), create=True)
     backend.load()
     CALLS.clear()
     yield backend
@@ -218,7 +218,7 @@ def test_handle(backend):
 
 
 def test_max_value_size_is_a_redun_database_error(tmp_path):
-    backend = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"), max_value_size=100)
+    backend = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"), max_value_size=100, create=True)
     with pytest.raises(RedunDatabaseError):
         backend.record_value("J" * 10000)
     backend.close()
@@ -226,7 +226,7 @@ def test_max_value_size_is_a_redun_database_error(tmp_path):
 
 def test_check_cache_missing_value_is_a_miss(tmp_path, caplog):
     url = str(tmp_path / "repo")
-    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"), create=True)
     assert scheduler_for(backend).run(add(40, 2)) == 42
     backend.close()
     value_hash = backend.type_registry.get_hash(42)
@@ -254,7 +254,8 @@ def _eval_of(backend, t, *args):
 
 def test_setup_scheduler_uses_config(tmp_path):
     url = str(tmp_path / "cfgrepo")
-    config = Config({"backend": {"objstore_url": url, "objstore_index_dir": str(tmp_path / "i")}})
+    config = Config({"backend": {"objstore_url": url, "objstore_index_dir": str(tmp_path / "i"),
+                                 "objstore_create": "true"}})
     scheduler = setup_scheduler(config)
     assert isinstance(scheduler.backend, ObjstoreBackend)
     assert scheduler.run(add(1, 1)) == 2
@@ -327,7 +328,7 @@ def test_objstore_records_into_sqlite(backend):
 def _both_backends(tmp_path):
     db = RedunBackendDb(db_uri="sqlite:///:memory:")
     db.load()
-    ob = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"))
+    ob = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"), create=True)
     ob.load()
     return db, ob
 
@@ -396,7 +397,7 @@ def small_then_big(x: int) -> list:
 
 def test_value_over_max_value_size_is_clear_and_loses_nothing_recorded_earlier(tmp_path):
     url = str(tmp_path / "repo")
-    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"), max_value_size=1000)
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"), max_value_size=1000, create=True)
     with pytest.raises(RedunDatabaseError, match=r"too large \(> 1000\).*max_value_size"):
         scheduler_for(backend).run(small_then_big(5))
     assert "add(5,1)" in CALLS and "big(1005)" in CALLS
@@ -447,7 +448,7 @@ def test_ids_that_are_not_hashes_are_answered_as_sqlite_answers(tmp_path):
 
 
 def test_scheduler_check_cache_with_a_non_hash_eval_hash_runs_the_task(tmp_path):
-    backend = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"))
+    backend = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "idx"), create=True)
     assert scheduler_for(backend).run(add(1, 1)) == 2
     got = backend.check_cache(add.hash, "not-a-hash", "../evals/../../x", "not-a-uuid", {add.hash},
                               CacheScope.BACKEND, CacheCheckValid.SHALLOW)
@@ -456,10 +457,10 @@ def test_scheduler_check_cache_with_a_non_hash_eval_hash_runs_the_task(tmp_path)
 
 
 def test_repository_of_a_newer_format_major_is_refused_on_load(tmp_path):
-    from objstore.errors import FormatError
+    from objstore.redun import ObjstoreRedunError
 
     url = str(tmp_path / "repo")
-    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"), create=True)
     assert scheduler_for(backend).run(add(1, 2)) == 3
     backend.close()
     path = os.path.join(url, "objstore.json")
@@ -470,10 +471,10 @@ def test_repository_of_a_newer_format_major_is_refused_on_load(tmp_path):
         json.dump(fmt, f)
     before = sorted(os.listdir(os.path.join(url, "objects")))
     newer = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
-    with pytest.raises(FormatError, match=r"format version 3\.0 is newer.*upgrade objstore"):
+    with pytest.raises(ObjstoreRedunError, match=r"format version 3\.0 is newer.*upgrade objstore"):
         newer.load()
     # Refused before anything is written, and a scheduler on it fails the same clear way.
-    with pytest.raises(FormatError, match="newer"):
+    with pytest.raises(ObjstoreRedunError, match="newer"):
         scheduler_for(ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))).run(add(1, 2))
     assert sorted(os.listdir(os.path.join(url, "objects"))) == before
     with open(path) as f:
@@ -483,7 +484,7 @@ def test_repository_of_a_newer_format_major_is_refused_on_load(tmp_path):
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
 def test_damaged_value_behind_an_eval_head_is_a_miss_and_the_task_reruns(tmp_path, caplog, damage):
     url = str(tmp_path / "repo")
-    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"))
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "idx"), create=True)
     assert scheduler_for(backend).run(add(40, 2)) == 42
     backend.close()
     value_hash = backend.type_registry.get_hash(42)

@@ -83,7 +83,7 @@ def test_compile_example(compile_repo, tmp_path, monkeypatch):
     monkeypatch.chdir(work)
     wf = load_workflow(work)
 
-    backend = ObjstoreBackend(url, storage_options=options, index_dir=str(tmp_path / "index1"))
+    backend = ObjstoreBackend(url, storage_options=options, index_dir=str(tmp_path / "index1"), create=True)
     exec1, progs = run(Scheduler(config=CONFIG, backend=backend), wf.make())
     backend.close()
     assert [p.path for p in progs] == ["prog", "prog2"]
@@ -198,7 +198,7 @@ def make_backend(request, tmp_path):
 
     def make():
         if request.param == "objstore":
-            b = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / f"index{len(made)}"))
+            b = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / f"index{len(made)}"), create=True)
         else:
             b = RedunBackendDb(db_uri=f"sqlite:///{tmp_path}/redun.db")
             b.load(migrate=True)

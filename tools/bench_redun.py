@@ -191,7 +191,7 @@ def _sqlite(d: Path, first: bool) -> RedunBackendDb:
 
 def _objstore(durable: bool):
     def make(d: Path, first: bool) -> ObjstoreBackend:
-        b = ObjstoreBackend(str(d / "repo"), index_dir=str(d / "index"), durable=durable)
+        b = ObjstoreBackend(str(d / "repo"), index_dir=str(d / "index"), durable=durable, create=True)
         b.load()
         return b
     return make

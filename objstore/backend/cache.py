@@ -106,13 +106,37 @@ class Cache:
         allowed: set[str] | None = None,
         load: Loader | None = None,
     ) -> tuple[Any, str | None, str]:
-        """(result, call_hash, result type) following redun's RedunBackendDb.check_cache."""
+        """(result, call_hash, result type) following redun's RedunBackendDb.check_cache.
+
+        A miss reads the journal segments other writers added since this index last looked
+        (Core.catch_up, rate-limited) and checks once more: a hit recorded by another host or
+        process must not stay a miss for the life of this one."""
         load = load or self._stored_loader
         if allowed is None:
             allowed = {CSE, SINGLE, ULTIMATE, MISS}
         if cache_scope == SCOPE_NONE:
             return None, None, MISS
+        current = current_task_hashes if isinstance(current_task_hashes, set) else set(current_task_hashes)
+        args = (task_hash, args_hash, eval_hash, execution_id, current, cache_scope, check_valid, context_hash,
+                allowed, load)  # fmt: skip
+        found = self._check(*args)
+        if found[2] == MISS and self.core.catch_up():
+            found = self._check(*args)
+        return found
 
+    def _check(
+        self,
+        task_hash: str,
+        args_hash: str,
+        eval_hash: str,
+        execution_id: str,
+        current_task_hashes: set[str],
+        cache_scope: str,
+        check_valid: str,
+        context_hash: str | None,
+        allowed: set[str],
+        load: Loader,
+    ) -> tuple[Any, str | None, str]:
         if CSE in allowed:
             call_hash = self.cse_candidate(execution_id, task_hash, args_hash, context_hash)
             if call_hash is not MISSING:
@@ -124,15 +148,16 @@ class Cache:
         found_call: str | None = None
         cache_type = MISS
         if cache_scope == SCOPE_BACKEND and check_valid == VALID_SHALLOW and ULTIMATE in allowed:
-            current = current_task_hashes if isinstance(current_task_hashes, set) else set(current_task_hashes)
-            call_hash = self.ultimate_candidate(task_hash, args_hash, current, context_hash)
+            call_hash = self.ultimate_candidate(task_hash, args_hash, current_task_hashes, context_hash)
             if call_hash is not MISSING:
                 found_call = call_hash
                 result, is_cached = self.load_call_result(call_hash, load)
                 cache_type = ULTIMATE
 
         if not is_cached and cache_scope == SCOPE_BACKEND and SINGLE in allowed:
-            value_hash = self.get_eval_cache(eval_hash)
+            # No request per miss on a bucket (by_path=False): check_cache catches up with the
+            # journal after a miss instead, which finds other writers' heads within a second.
+            value_hash = self.core.eval_head(eval_hash, by_path=False)
             result, is_cached = self._load(value_hash, load, f"eval head {eval_hash}")
             cache_type = SINGLE
 

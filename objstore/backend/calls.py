@@ -84,7 +84,8 @@ class Calls:
         return self.core.get_meta(call_hash, model.CALL)
 
     def has_call_node(self, call_hash: str) -> bool:
-        return self.core.kind_of(call_hash) == model.CALL
+        """Recorded and readable as far as this process knows (see Core.has)."""
+        return self.core.has_kind(call_hash, model.CALL)
 
     def get_subtree_tasks(self, call_hash: str) -> set[str]:
         return set(self.core.lookup_all("call_subtree", call_hash))

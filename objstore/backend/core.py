@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 from objstore import model
-from objstore.errors import CorruptObject, ObjectNotFound
+from objstore.errors import CorruptObject, ObjectNotFound, WrongKind
 from objstore.ids import is_hash, is_uuid
 from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
@@ -38,10 +38,20 @@ class Core:
         return self.repo.lookup_all(table, key)
 
     def has(self, object_id: str) -> bool:
-        return self.lookup("objects", object_id) is not MISSING
+        """Whether the object is recorded, so a writer may skip it: False for one a read found
+        missing or damaged (until rewritten), which is how a re-run repairs the repository."""
+        return self.lookup("objects", object_id) is not MISSING and not self.repo.needs_rewrite(object_id)
 
     def kind_of(self, object_id: str) -> Any:
+        """The kind the index lists (damaged or not: what the object is, not whether it reads)."""
         return self.lookup("objects", object_id)
+
+    def has_kind(self, object_id: str, kind: str) -> bool:
+        """``has`` for an object of one kind."""
+        return self.lookup("objects", object_id) == kind and not self.repo.needs_rewrite(object_id)
+
+    def needs_rewrite(self, object_id: str) -> bool:
+        return self.repo.needs_rewrite(object_id)
 
     # -- object reads -------------------------------------------------------------------------
 
@@ -50,7 +60,7 @@ class Core:
         hit = self._cache.get(object_id)
         if hit is not None:
             if kind is not None and hit[0] != kind:
-                raise CorruptObject(object_id, f"kind {hit[0]!r} is not the expected {kind!r}")
+                raise WrongKind(object_id, kind, hit[0])
             return hit
         got_kind, payload = self.repo.get(object_id, expect_kind=kind)
         model.verify(got_kind, object_id, payload)
@@ -147,10 +157,10 @@ class Core:
     def set_eval_head(self, eval_hash: str, value_hash: str) -> None:
         self.repo.set_eval_head(eval_hash, value_hash)
 
-    def eval_head(self, eval_hash: str) -> Any:
+    def eval_head(self, eval_hash: str, *, by_path: bool = True) -> Any:
         if not is_hash(eval_hash):
             return MISSING  # cannot have been set (set_eval_head validates): a miss, as sqlite
-        return self.repo.eval_head(eval_hash)
+        return self.repo.eval_head(eval_hash, by_path=by_path)
 
     # -- flushing -----------------------------------------------------------------------------
 
@@ -162,6 +172,10 @@ class Core:
 
     def refresh(self) -> int:
         return self.repo.refresh()
+
+    def catch_up(self) -> int:
+        """After a miss: read what other writers added since the last look (rate-limited)."""
+        return self.repo.catch_up()
 
 
 __all__ = ["Core", "MISSING", "log"]

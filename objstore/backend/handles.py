@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from objstore import model
-from objstore.backend.core import MISSING, Core
+from objstore.backend.core import MISSING, Core, log
 from objstore.errors import ConcurrentUpdate
 from objstore.ids import validate_hash
 from objstore.missing import Missing
@@ -37,18 +37,30 @@ def _encode_state(invalid: set[str]) -> bytes:
 class Handles:
     def __init__(self, core: Core):
         self.core = core
+        self._unreadable_said: set[str] = set()
 
     # -- state (refs) ------------------------------------------------------------------------
 
     def _read_state(self, fullname: str) -> tuple[bytes | Missing, set[str]]:
-        _, raw = self.core.repo.read_handle_state(fullname)
+        name, raw = self.core.repo.read_handle_state(fullname)
         if isinstance(raw, Missing):
             return raw, set()
         try:
-            return raw, set(json.loads(raw)["invalid"])
-        except (ValueError, KeyError, TypeError):
-            # An unreadable state must not invalidate anyone's work: treat as all valid.
-            return raw, set()
+            invalid = json.loads(raw)["invalid"]
+            if not isinstance(invalid, list) or not all(isinstance(h, str) for h in invalid):
+                raise TypeError("'invalid' is not a list of handle hashes")
+            return raw, set(invalid)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Which handles were rolled back is unknowable now. Calling them all valid would make
+            # a rolled-back handle a cache hit again; calling them all rolled back costs at most
+            # a re-run. The next change of this name's state rewrites the ref readably.
+            if name not in self._unreadable_said:
+                self._unreadable_said.add(name)
+                log.warning(
+                    "objstore: handle state refs/%s is unreadable (%s): every handle named %r counts as "
+                    "rolled back until its state is next written", name, exc, fullname,
+                )
+            return raw, set(self.handles_named(fullname))
 
     def _change_state(self, fullname: str, change: Callable[[set[str]], set[str]]) -> None:
         """Apply change(invalid_set) -> new set with compare-and-swap, retrying on a lost race."""
@@ -72,8 +84,8 @@ class Handles:
         return self.core.lookup("handles", handle_hash) is not MISSING
 
     def record_handle(self, handle: HandleSpec) -> None:
-        if not self.is_recorded(handle.hash):
-            record_id = handle_kind.record_id(handle.hash)
+        record_id = handle_kind.record_id(handle.hash)
+        if not self.is_recorded(handle.hash) or not self.core.has(record_id):
             payload = handle_kind.HANDLE_KIND.encode(handle.hash, handle.fullname, handle.key, validate_hash(handle.value_hash))
             self.core.add(model.HANDLE, record_id, payload)
 

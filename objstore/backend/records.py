@@ -90,17 +90,36 @@ class Records:
     # -- put ----------------------------------------------------------------------------------
 
     def put_records(self, records: Iterable[dict]) -> int:
-        """Store records whose id is not present yet (existing ids are never updated)."""
+        """Store records whose id is not present yet (existing ids are never updated).
+
+        Executions are stored last, with their root job's start time (redun's export has none):
+        without it `log` would sort every imported execution as the oldest."""
         count = 0
         added: set[str] = set()
+        executions: list[dict] = []
+        job_starts: dict[str, str] = {}
         for record in records:
-            kind, object_id, payload = model.from_export(record)
-            if object_id in added or self.core.has(object_id):
+            if record.get("_type") == "Execution" and not record.get("start_time"):
+                executions.append(record)
                 continue
-            self.core.add(kind, object_id, payload)
-            added.add(object_id)
-            count += 1
+            if record.get("_type") == "Job" and isinstance(record.get("start_time"), str):
+                job_starts[str(record.get("id"))] = record["start_time"]
+            count += self._put(record, added)
+        for record in executions:
+            start = job_starts.get(str(record.get("job_id")))
+            if start is None and record.get("job_id"):
+                info = self.jobs.get_job_info(str(record["job_id"]))
+                start = info.get("start_time") if info is not MISSING else None
+            count += self._put({**record, "start_time": start} if start else record, added)
         return count
+
+    def _put(self, record: dict, added: set[str]) -> int:
+        kind, object_id, payload = model.from_export(record)
+        if object_id in added or self.core.has(object_id):
+            return 0
+        self.core.add(kind, object_id, payload)
+        added.add(object_id)
+        return 1
 
     # -- graph walk ---------------------------------------------------------------------------
 

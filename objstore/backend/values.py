@@ -48,7 +48,7 @@ class Values:
             )
 
     def has_value(self, value_hash: str) -> bool:
-        return self.core.kind_of(value_hash) == model.VALUE
+        return self.core.has_kind(value_hash, model.VALUE)
 
     def record_value(self, spec: ValueSpec, subvalues: Sequence[ValueSpec] = ()) -> bool:
         """Store a value (and, if it is new, its subvalues). True if it was new.

@@ -29,8 +29,9 @@ def register(sub) -> None:
     what.add_argument("--job", metavar="ID", help="show one job (id or unique prefix)")
     what.add_argument("--call-node", metavar="HASH", help="show one call node (hash or unique prefix)")
     what.add_argument("--value", metavar="HASH", help="show one value (hash or unique prefix)")
-    p.add_argument("--limit", type=_non_negative_int, default=DEFAULT_LIMIT, metavar="N",
-                   help=f"how many executions to list (default {DEFAULT_LIMIT}; 0 = all)")
+    p.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
+                   help=f"how many executions to list (default {DEFAULT_LIMIT}), or how many jobs of "
+                   "an execution's tree to show (default all); 0 = all")
     p.add_argument("--stale-after", type=_seconds, metavar="SECONDS",
                    help="show a job that started but has not ended, with no sign of life for this "
                    "long, as UNFINISHED instead of RUNNING")
@@ -82,7 +83,7 @@ def cmd_log(args, ctx) -> int:
         elif args.value:
             result = query.value(query.resolve_object(args.value, model.VALUE, "value"))
             show = out.value_detail
-        elif args.exec_id:
+        elif args.exec_id is not None:  # `log ''` is a bad id, not "list executions"
             kind, record_id = query.resolve_any(args.exec_id)
             result, show = {
                 model.EXECUTION: lambda: (query.execution_tree(record_id), out.execution_tree),
@@ -91,14 +92,42 @@ def cmd_log(args, ctx) -> int:
                 model.VALUE: lambda: (query.value(record_id), out.value_detail),
             }[kind]()
         else:
-            result = query.executions(limit=args.limit or None)
+            limit = DEFAULT_LIMIT if args.limit is None else args.limit
+            result = query.executions(limit=limit or None)
             show = out.executions
         if args.json:
+            if args.limit and show == out.execution_tree:
+                result = _limit_tree(result, args.limit)
             json.dump(to_jsonable(result), ctx.stdout, indent=2, sort_keys=True)
             ctx.stdout.write("\n")
         else:
+            out.job_limit = args.limit or None
             show(result)
+        for _, why in query.unreadable:  # listed what could be read; name what could not
+            ctx.stderr.write(f"objstore: warning: {why}\n")
     return 0
+
+
+def _limit_tree(tree, limit: int):
+    """The tree with at most ``limit`` jobs (depth first, as printed); the rest cut off."""
+    import copy
+
+    tree = copy.deepcopy(tree)
+    budget = [limit]
+
+    def cut(job) -> None:
+        budget[0] -= 1
+        kept = []
+        for child in job.children:
+            if budget[0] <= 0:
+                break
+            kept.append(child)
+            cut(child)
+        job.children = kept
+
+    if tree.root is not None:
+        cut(tree.root)
+    return tree
 
 
 # ------------------------------------------------------------------------------------ text
@@ -169,6 +198,7 @@ class _Printer:
         self.stream = stream
         self.full_ids = full_ids
         self.width = STATUS_WIDTH
+        self.job_limit: int | None = None  # jobs of a tree to print (None: all)
 
     def line(self, text: str = "", indent: int = 0) -> None:
         self.stream.write((" " * indent + text).rstrip() + "\n")
@@ -223,12 +253,20 @@ class _Printer:
         if tree.root is None:
             self.line("(no root job recorded)")
             return
-        self._tree(tree.root, 0)
+        budget = [self.job_limit if self.job_limit is not None else -1]
+        self._tree(tree.root, 0, budget)
+        if budget[0] == 0:
+            total = sum(1 for _ in tree.root.walk())
+            if total > (self.job_limit or 0):
+                self.line(f"... {total - (self.job_limit or 0)} more jobs (--limit 0 shows all)")
 
-    def _tree(self, job, indent: int) -> None:
+    def _tree(self, job, indent: int, budget: list[int]) -> None:
+        if budget[0] == 0:
+            return
+        budget[0] -= 1
         self.line(self.job_line(job), indent)
         for child in job.children:
-            self._tree(child, indent + 2)
+            self._tree(child, indent + 2, budget)
 
     def job_detail(self, detail) -> None:
         job = detail.job

@@ -48,7 +48,12 @@ def cmd_init(args, ctx) -> int:
         with bad_url_is_usage(url):
             repo = Repository.init(url, ctx.storage_options(), index_dir=index_dir)
         with repo:
-            ctx.stdout.write(f"Initialized empty objstore repository at {url} (repo_id {repo.repo_id})\n")
+            adopted = len(repo.index.segments())
+            if adopted:  # objstore.json was lost: the data there is this repository's now
+                ctx.stdout.write(f"Initialized objstore repository at {url} over the data already there "
+                                 f"({adopted} journal segments indexed; repo_id {repo.repo_id})\n")
+            else:
+                ctx.stdout.write(f"Initialized empty objstore repository at {url} (repo_id {repo.repo_id})\n")
     except RepositoryExists:
         if args.redun is None:
             raise
@@ -91,6 +96,9 @@ def cmd_reindex(args, ctx) -> int:
         line += f", {stats['objects']} objects, {stats['evals']} eval heads"
         if stats.get("corrupt"):
             line += f" ({stats['corrupt']} corrupt objects skipped)"
+        if stats.get("damaged_packs"):
+            line += (f" ({stats['damaged_packs']} pack(s) with a damaged table of contents: their "
+                     "entries were recovered from the packs themselves)")
     ctx.stdout.write(f"{line} in {stats['seconds']:.2f}s\n")
     return 0
 

@@ -61,19 +61,54 @@ def open_url(url: str, storage_options: dict[str, Any] | None = None) -> tuple[A
         fs: AbstractFileSystem = LocalFileSystem(**options)
         root = os.path.abspath(os.path.expanduser(path))
         return fs, root.rstrip("/") or "/"
-    if kind == "gcs":
-        # The plain class, not fsspec's registry entry: gcsfs>=2026 swaps in an "extended" class
-        # that asks a gRPC control API about the bucket layout (unreachable on emulators and
-        # private endpoints, where each call then stalls for a minute).
-        from gcsfs.core import GCSFileSystem
+    try:
+        if kind == "gcs":
+            # The plain class, not fsspec's registry entry: gcsfs>=2026 swaps in an "extended"
+            # class that asks a gRPC control API about the bucket layout (unreachable on
+            # emulators and private endpoints, where each call then stalls for a minute).
+            from gcsfs.core import GCSFileSystem
 
-        fs = GCSFileSystem(**options)
-    else:
-        fs = fsspec.filesystem(kind, **options)
+            fs = GCSFileSystem(**options)
+        else:
+            fs = fsspec.filesystem(kind, **options)
+    except TypeError as exc:  # an unknown or mistyped storage option
+        raise ValueError(f"bad storage options for {url}: {exc}") from None
+    if kind == "s3":
+        _check_s3_options(fs, url)
     root = fs._strip_protocol(url).rstrip("/")
     if kind != "memory" and not root:
         raise ValueError(f"url names no bucket or container: {url!r}")
     return fs, root if kind != "memory" else (root or "/")
+
+
+def _check_s3_options(fs: Any, url: str) -> None:
+    """s3fs keeps options it does not know and hands them to aiobotocore's session at the first
+    request, where a typo becomes a TypeError deep inside a read: refuse them here instead."""
+    import inspect
+
+    try:
+        from aiobotocore.session import AioSession  # type: ignore[import-untyped]
+
+        accepted = set(inspect.signature(AioSession.__init__).parameters) - {"self"}
+    except (ImportError, TypeError, ValueError):  # a layout this check does not know: skip it
+        return
+    unknown = sorted(k for k in (getattr(fs, "kwargs", None) or {}) if k not in accepted)
+    if unknown:
+        raise ValueError(f"unknown storage option{'s' if len(unknown) > 1 else ''} for {url}: {', '.join(unknown)}")
+
+
+def missing_container(fs: AbstractFileSystem, root: str) -> str | None:
+    """The bucket (container) of a remote ``root`` if it does not exist, else None; also None
+    for local and memory filesystems, and when the store will not say (no permission to ask)."""
+    if is_local(fs) or is_memory(fs):
+        return None
+    bucket = root.strip("/").split("/", 1)[0]
+    if not bucket:
+        return None
+    try:
+        return None if fs.exists(bucket) else bucket
+    except Exception:  # e.g. credentials that may read objects but not the bucket: no claim
+        return None
 
 
 def backend_of(fs: AbstractFileSystem) -> str:
@@ -149,6 +184,6 @@ def temp_name() -> str:
 
 
 __all__ = [
-    "open_url", "backend_of", "is_local", "is_memory", "has_atomic_create", "storage_error",
+    "open_url", "missing_container", "backend_of", "is_local", "is_memory", "has_atomic_create", "storage_error",
     "translate", "temp_name", "TEMP_PREFIX",
 ]

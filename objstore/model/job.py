@@ -158,7 +158,12 @@ class Execution(RecordKind):
     def from_export(self, record: dict[str, Any]) -> tuple[ObjectId, bytes]:
         object_id = validate_uuid(record["id"])
         job_id = record.get("job_id")
-        return object_id, dump(execution_doc(args=record["args"], job_id=validate_uuid(job_id) if job_id else None))
+        # redun's export has no start time; an importer that knows the root job's may add it,
+        # so `log` orders the execution where it ran rather than as the oldest of all.
+        start = record.get("start_time")
+        doc = execution_doc(args=record["args"], job_id=validate_uuid(job_id) if job_id else None,
+                            start_time=start if isinstance(start, str) and start else None)
+        return object_id, dump(doc)
 
 
 JOB_KIND = Job()

@@ -70,6 +70,9 @@ class LogQuery:
         self._jobs: dict[str, Any] = {}
         self._values: dict[str, Any] = {}
         self.resolver = Resolver(prov)
+        # (id, why) of every record a query needed and could not read: `log` lists the rest and
+        # names these, rather than failing as a whole for one lost object.
+        self.unreadable: list[tuple[str, str]] = []
 
     # -- ids (one resolver for every command) --------------------------------------------------
 
@@ -280,10 +283,19 @@ class LogQuery:
             layer = nxt
         return out
 
+    def why_unreadable(self, object_id: str, kind: str) -> str:
+        """Why an object of ``kind`` cannot be read: its pack is gone, it is damaged, ..."""
+        try:
+            self.core.get(object_id, kind)
+        except (ObjectNotFound, CorruptObject) as exc:
+            return str(exc)
+        return f"no {kind} {object_id}"
+
     def _execution(self, execution_id: str, *, want_tree: bool) -> ExecutionTree:
         execution = self.prov.jobs.get_execution(execution_id)
         if execution is MISSING:
-            raise ObjectNotFound(f"no execution {execution_id}")
+            why = self.why_unreadable(execution_id, model.EXECUTION)
+            raise ObjectNotFound(f"execution {execution_id} cannot be read: {why}")
         try:
             argv = json.loads(execution.get("args") or "[]")
             args = [str(a) for a in argv[1:]] if isinstance(argv, list) else [str(argv)]
@@ -302,6 +314,8 @@ class LogQuery:
         for job_id in job_ids:
             meta = self._job_meta(job_id)
             if meta is MISSING:
+                if want_tree:
+                    self.unreadable.append((job_id, f"job {job_id}: {self.why_unreadable(job_id, model.JOB)}"))
                 continue
             if want_tree:
                 new = self._node(job_id, meta, root_ended)
@@ -342,7 +356,13 @@ class LogQuery:
         ids = self.execution_ids()
         if limit is not None:
             ids = ids[: max(0, limit)]
-        return [self._execution(e, want_tree=False).execution for e in ids]
+        out = []
+        for execution_id in ids:
+            try:
+                out.append(self._execution(execution_id, want_tree=False).execution)
+            except ObjectNotFound as exc:  # one lost object must not hide every other execution
+                self.unreadable.append((execution_id, str(exc)))
+        return out
 
     def execution_tree(self, execution_id: str) -> ExecutionTree:
         return self._execution(execution_id, want_tree=True)

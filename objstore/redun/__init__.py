@@ -27,6 +27,7 @@ _BACKEND_OPTIONS = {
     "max_value_size",
     "flush_interval",
     "flush_every",
+    "create",
     "type_registry",
     "repo",
     "logger",

@@ -12,6 +12,7 @@ Durable mode flushes in the foreground at every job end.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import weakref
@@ -30,7 +31,9 @@ from redun.value import TypeRegistry
 from objstore import hashing, model
 from objstore.backend import MISSING, Provenance
 from objstore.backend.values import DEFAULT_MAX_VALUE_SIZE
+from objstore.errors import ObjstoreError, ReadOnlyRepository, RepositoryNotFound, StorageError
 from objstore.redun.config import resolve_url, truthy
+from objstore.redun.errors import ObjstoreRedunError
 from objstore.redun.values import RedunValues
 from objstore.repo import FlushPolicy, Repository
 
@@ -45,8 +48,9 @@ def _flush_live_backends() -> None:
     for backend in list(_live_backends):
         try:
             backend.flush()
-        except Exception as exc:  # exit must go on; say what was lost
-            log.error("objstore: flush at exit failed for %s: %s", backend.url, exc)
+        except Exception as exc:  # exit must go on; say what was lost (unless already said)
+            if str(exc) not in backend._reported:
+                log.error("objstore: flush at exit failed for %s: %s", backend.url, exc)
 
 
 def _register_atexit(backend: ObjstoreBackend) -> None:
@@ -56,6 +60,15 @@ def _register_atexit(backend: ObjstoreBackend) -> None:
         if not _atexit_registered:
             atexit.register(_flush_live_backends)
             _atexit_registered = True
+
+
+def _cause(exc: BaseException, url: str) -> str:
+    """An error's message without a leading repository URL (the caller's message names it)."""
+    text = str(exc)
+    for prefix in (f"{url}: ", f"{url.rstrip('/')}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 class ObjstoreBackend(RedunBackend):
@@ -72,6 +85,7 @@ class ObjstoreBackend(RedunBackend):
         max_value_size: int | None = None,
         flush_interval: float | None = None,
         flush_every: int | None = None,
+        create: bool | None = None,
         type_registry: TypeRegistry | None = None,
         repo: Any = None,
         logger: Any = None,
@@ -90,6 +104,11 @@ class ObjstoreBackend(RedunBackend):
             flush_interval if flush_interval is not None else config.get("objstore_flush_interval", 0.5)
         )
         self.flush_every = int(flush_every if flush_every is not None else config.get("objstore_flush_every", 5000))
+        # Only `objstore init`, or this explicit option, creates a repository: a mistyped URL or
+        # a deleted objstore.json must be an error, not an empty repository that re-runs all.
+        self.create = truthy(create if create is not None else config.get("objstore_create", False))
+        self._read_only_said = False
+        self._reported: set[str] = set()  # error messages already raised to redun
         self._repo = repo
         self._prov: Provenance | None = None
         self.values = RedunValues(self.type_registry, self.max_value_size, lambda: self.prov)
@@ -109,28 +128,69 @@ class ObjstoreBackend(RedunBackend):
             if self._prov is None:
                 repo = self._repo
                 if repo is None:
-                    policy = FlushPolicy(
-                        durable=self.durable, max_items=self.flush_every, interval=self.flush_interval
-                    )
-                    repo = Repository.open(
-                        self.url, self.storage_options, index_dir=self.index_dir, create=True, policy=policy
-                    )
-                    self._repo = repo
+                    repo = self._repo = self._open_repository()
+                with self._recording():
+                    # Catch up with every journal segment this index has not seen: another
+                    # host's runs, or a writer killed between its segment and its index update.
+                    repo.refresh()
                 self._prov = Provenance(repo, max_value_size=self.max_value_size)
                 _register_atexit(self)
             return self._prov
+
+    def _open_repository(self) -> Repository:
+        policy = FlushPolicy(durable=self.durable, max_items=self.flush_every, interval=self.flush_interval)
+        # A memory:// repository cannot hold anything from before this process: creating it
+        # is never a surprise (it is also redun's no-config default, as sqlite's :memory:).
+        create = self.create or self.url.startswith("memory://")
+        try:
+            return Repository.open(self.url, self.storage_options, index_dir=self.index_dir, create=create, policy=policy)
+        except RepositoryNotFound as exc:
+            hint = "" if "does not exist" in str(exc) or "holds repository data" in str(exc) else (
+                f": create it with `objstore init {self.url}`, or set objstore_create = true in redun.ini's [backend]"
+            )
+            raise self._error(f"{exc}{hint}") from None
+        except (ObjstoreError, ValueError) as exc:
+            raise self._error(f"cannot open the objstore repository at {self.url}: {_cause(exc, self.url)}") from None
+
+    def _error(self, message: str) -> ObjstoreRedunError:
+        self._reported.add(message)
+        return ObjstoreRedunError(message)
+
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[None]:
+        """Storage failures while recording, as redun should show them: a read-only repository
+        is said once and then serves cache hits only; anything else is one ObjstoreRedunError
+        naming the repository and the cause (redun's CLI prints it as one line)."""
+        try:
+            yield
+        except ReadOnlyRepository as exc:
+            if not self._read_only_said:
+                self._read_only_said = True
+                self._reported.add(str(exc))
+                self.logger.warning(
+                    "objstore: the repository %s is read-only (%s): cache hits are served, nothing new is recorded",
+                    self.url, _cause(exc, self.url),
+                )
+        except StorageError as exc:
+            raise self._error(f"cannot record into the objstore repository at {self.url}: {_cause(exc, self.url)}") from None
 
     @property
     def repo(self) -> Any:
         return self.prov.repo
 
     def load(self, migrate: bool | None = None) -> None:
-        """Open (or create) the repository; there is no schema to migrate."""
-        self._open()
+        """Open the repository (it must exist, unless ``create``) and read the journal segments
+        this index has not seen yet; there is no schema to migrate."""
+        if self._prov is None:
+            self._open()
+        else:
+            with self._recording():
+                self._prov.refresh()
 
     def flush(self) -> None:
         if self._prov is not None:
-            self._prov.flush()
+            with self._recording():
+                self._prov.flush()
 
     def refresh(self) -> int:
         return self.prov.refresh()
@@ -140,8 +200,11 @@ class ObjstoreBackend(RedunBackend):
             prov, self._prov = self._prov, None
             self._repo = None
             _live_backends.discard(self)
-            prov.close()
-            self.values.forget()
+            try:
+                with self._recording():
+                    prov.close()
+            finally:
+                self.values.forget()
 
     def __enter__(self) -> ObjstoreBackend:
         return self
@@ -298,7 +361,8 @@ class ObjstoreBackend(RedunBackend):
             parent_id=job.parent_job.id if job.parent_job else None,
             now=now,
         )
-        prov.job_started()
+        with self._recording():
+            prov.job_started()
         return info
 
     def record_job_end(self, job: Any, now: datetime | None = None, status: str | None = None) -> None:
@@ -315,7 +379,8 @@ class ObjstoreBackend(RedunBackend):
             args_hash=job.args_hash,
             now=now,
         )
-        prov.job_ended(root=job.parent_job is None)
+        with self._recording():
+            prov.job_ended(root=job.parent_job is None)
 
     def get_job(self, job_id: str) -> dict | None:
         return self.prov.jobs.get_job(job_id)
@@ -358,7 +423,8 @@ class ObjstoreBackend(RedunBackend):
 
     def put_records(self, records: Iterable[dict]) -> int:
         count = self.prov.records.put_records(records)
-        self.prov.flush()
+        with self._recording():
+            self.prov.flush()
         return count
 
     def iter_record_ids(self, root_ids: Iterable[str]) -> Iterator[str]:

@@ -4,6 +4,8 @@
     objstore_url = s3://bucket/repo        # or: db_uri = objstore+s3://bucket/repo
     objstore_index_dir = …                 # default: objstore.repo.default_index_dir(url)
     objstore_durable = true                # fsync every flush, flush at every job end
+    objstore_create = true                 # create the repository if it does not exist
+                                           # (default: only `objstore init` creates one)
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class RedunValues:
             # Every job start records its task: once stored, a task hash is all it takes (a
             # Task's value hash is its task hash; serializing it again would be the cost).
             task_hash = value.hash
-            if task_hash in self._stored_tasks:
+            if task_hash in self._stored_tasks and not self._prov().core.needs_rewrite(task_hash):
                 return task_hash
             recorded = self._record(value, None)
             self._stored_tasks.add(recorded)

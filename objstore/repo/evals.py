@@ -38,14 +38,16 @@ class EvalHeads:
         self.buffer = buffer
         self.files = files
 
-    def get(self, eval_hash: str) -> str | Missing:
-        """The value hash last recorded for ``eval_hash``: buffer, index, then (shared storage)
-        its file, remembered in the index once read."""
+    def get(self, eval_hash: str, *, by_path: bool = True) -> str | Missing:
+        """The value hash last recorded for ``eval_hash``: buffer, index, then (shared storage,
+        ``by_path``) its file, remembered in the index once read. A scheduler's cache check
+        passes by_path=False: a request per miss was most of a bucket's per-job cost, and
+        catching up with the journal after a miss (rate-limited) finds other writers' heads."""
         value = self.buffer.lookup("evals", eval_hash)
         if value is not None:
             return value
         found = self.index.get("evals", eval_hash)
-        if not isinstance(found, Missing) or not self.files:
+        if not isinstance(found, Missing) or not self.files or not by_path:
             return found
         raw = self.blobs.read(layout.eval_key(eval_hash))
         if isinstance(raw, Missing):
@@ -54,13 +56,20 @@ class EvalHeads:
         self.index.apply([("put", "evals", eval_hash, value)])
         return value
 
-    def write(self, heads: dict[str, str]) -> list[IndexEntry]:
-        """Write a flush's heads (as files where they need to be); their journal entries."""
+    @staticmethod
+    def entries(heads: dict[str, str]) -> list[IndexEntry]:
+        """A flush's heads as the journal (and the index) carry them."""
+        return [("put", "evals", h, v) for h, v in heads.items()]
+
+    def write_files(self, heads: dict[str, str]) -> None:
+        """Write a flush's heads as files, where they are kept (shared storage). The flush does
+        this after the journal segment that carries the same heads: by then the batch is in the
+        repository, so a worker killed here loses nothing, whatever a bucket's PUT per head
+        costs; a head file that failed is only a later find for readers by path."""
         if heads and self.files:
             # All at once: locally and durable, one fsync round for the files and one for their
-            # directories, after the objects' (the order a crash must respect).
+            # directories.
             self.blobs.replace_many([(layout.eval_key(h), v.encode("ascii")) for h, v in heads.items()])
-        return [("put", "evals", h, v) for h, v in heads.items()]
 
     def scan(self) -> dict[str, str]:
         """Every head file under evals/ (a full-scan reindex); unreadable ones are skipped."""

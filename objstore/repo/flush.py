@@ -1,8 +1,9 @@
 """Flushing: when buffered records are written, and the order they are written in.
 
 Write order, the promise that makes copying and concurrent readers safe: every object of the
-batch (its small ones as one pack), then its eval heads, then ONE journal segment naming what
-the batch added, and only then the same entries into the local index. A reader that sees a
+batch (its small ones as one pack), then ONE journal segment naming what the batch added (its
+eval heads included), then the eval heads' files where they are kept (shared storage), and only
+then the same entries into the local index. A reader that sees a
 journal entry or an eval head can therefore always fetch the objects behind it; a crash
 mid-flush leaves at worst a few unreferenced immutable objects; a failed flush keeps its batch
 for the next attempt.
@@ -10,6 +11,7 @@ for the next attempt.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -17,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from objstore import pack
+from objstore.errors import ReadOnlyRepository, StorageError
 from objstore.index import Index
 from objstore.model.schema import IndexEntry
 from objstore.repo import journal as journal_mod
 from objstore.repo.buffer import Batch, WriteBuffer
 from objstore.repo.evals import EvalHeads
 from objstore.repo.journal import Journal
+from objstore.repo.repair import DamageLedger
 from objstore.store import ObjectStore
 
 log = logging.getLogger("objstore.repo")
@@ -30,6 +34,8 @@ log = logging.getLogger("objstore.repo")
 # A flush packs its small objects when it has at least this many; a lone object stays loose,
 # where a reader without the journal entry still finds it by its path.
 PACK_MIN_OBJECTS = 2
+# What a refused write looks like: a read-only mount, an immutable file, read-only credentials.
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,9 @@ class Flusher:
         packs: Callable[[], bool],
         policy: FlushPolicy,
         lock: threading.Lock,
+        damage: DamageLedger,
     ):
+        self.damage = damage
         self.buffer = buffer
         self.store = store
         self.evals = evals
@@ -73,11 +81,20 @@ class Flusher:
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
         self._stopping = False
+        self._requested = False
+        self._last_warning = ""
+        self.read_only: ReadOnlyRepository | None = None
 
     # -- the flush ----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write everything buffered; returns once it is in the repository and the index."""
+        """Write everything buffered; returns once it is in the repository and the index.
+
+        On a repository that refuses writes (read-only mount, immutable files, read-only
+        credentials) this raises ReadOnlyRepository, keeps the batch (reads still see it), and
+        from then on raises it again at once instead of trying every write anew."""
+        if self.read_only is not None:
+            raise self.read_only
         with self._lock:
             batch = self.buffer.take()
             if batch is None:
@@ -85,13 +102,17 @@ class Flusher:
             self._last = time.monotonic()
             try:
                 segment, entries = self._write(batch)
-            except BaseException:
+            except BaseException as exc:
                 self.buffer.restore(batch)
+                if isinstance(exc, StorageError) and exc.errno in READ_ONLY_ERRNOS:
+                    self.read_only = ReadOnlyRepository(exc.errno, str(exc))
+                    raise self.read_only from exc
                 raise
             try:
                 # The segment is in the repository now; a failure here only delays this index
                 # (a refresh ingests the segment later), so the batch is not restored.
                 self.index.apply(entries, segment=segment, prechecked=True)
+                self.damage.repaired(batch.objects)
             finally:
                 self.buffer.done(batch)
 
@@ -112,14 +133,24 @@ class Flusher:
                 located = self.store.put_packed(small)
             packed = {oid for oid, _, _ in small}
             loose = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items() if oid not in packed]
+            if self.damage:
+                # A damaged loose file is still there: a create would leave it, so replace it.
+                repair = [item for item in loose if self.damage.must_replace(item[0])]
+                if repair:
+                    self.store.rewrite_many(repair)
+                    loose = [item for item in loose if not self.damage.must_replace(item[0])]
             if loose:
                 self.store.put_many(loose)
         entries: list[IndexEntry] = [e for _, _, derived in objects.values() for e in derived]
         entries.extend(batch.notes)
-        entries.extend(self.evals.write(batch.evals))
+        entries.extend(self.evals.entries(batch.evals))
         entries.extend(("put", "packed", oid, loc.encode()) for oid, _, loc in located)
         listing = [[oid, kind] for oid, (kind, _, _) in objects.items()]
         segment = self.journal.write(listing, entries)
+        try:
+            self.evals.write_files(batch.evals)
+        except StorageError as exc:  # the heads are in the journal already: nothing is lost
+            log.warning("objstore: eval head files not written (the journal has them): %s", exc)
         return segment, journal_mod.index_entries(self.index, listing, entries)
 
     # -- when ---------------------------------------------------------------------------------
@@ -139,10 +170,11 @@ class Flusher:
         if not self.policy.background:
             self.flush()
             return True
-        if self._lock.locked():
-            return False  # one is running; the next check starts another
-        self._last = time.monotonic()
         self._start_worker()
+        if self._lock.locked():
+            return False  # one is running; the worker starts the next as soon as it is due
+        self._last = time.monotonic()  # due again only an interval from now (or when full)
+        self._requested = True
         self._wake.set()
         return True
 
@@ -155,14 +187,18 @@ class Flusher:
 
     def job_started(self) -> None:
         # A fan-out starts (and caches) every job before the first one ends: start writing
-        # those records in the background now rather than at the first job end.
+        # those records in the background now rather than at the first job end. The worker
+        # then keeps the interval on its own clock, between job boundaries too.
         if not self.policy.durable:
+            if self.policy.background:
+                self._start_worker()
             self.maybe_flush()
 
     # -- the background worker ----------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
+        worker = self._worker
+        if worker is None or not worker.is_alive():
             with self._worker_lock:
                 if self._worker is None or not self._worker.is_alive():
                     self._stopping = False
@@ -170,15 +206,30 @@ class Flusher:
                     self._worker.start()
 
     def _work(self) -> None:
+        """Flush whenever the policy says so: when asked (the buffer grew), and on its own clock
+        once the oldest unflushed record is ``interval`` old, whether or not a job starts or
+        ends meanwhile (a worker killed a second in must have written that second's results)."""
         while True:
-            self._wake.wait()
+            if self.buffer.pending():
+                wait = max(0.01, self.policy.interval - (time.monotonic() - self._last))
+            else:
+                wait = self.policy.interval
+            self._wake.wait(timeout=wait)
             self._wake.clear()
             if self._stopping:
                 return
+            if not (self._requested or self.due()) or self.read_only is not None:
+                continue
+            self._requested = False
             try:
                 self.flush()
+            except ReadOnlyRepository:
+                continue  # said once by whoever flushes in the foreground next
             except Exception as exc:  # kept for the next flush, which retries it
-                log.warning("objstore: background flush failed (will retry): %s", exc)
+                text = str(exc)
+                if text != self._last_warning:  # a full disk must not fill the log twice a second
+                    self._last_warning = text
+                    log.warning("objstore: background flush failed (will retry): %s", exc)
 
     def stop(self) -> None:
         """Stop the background worker (after its current flush); does not flush."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from objstore import pack
-from objstore.errors import CorruptObject, ObjectNotFound
+from objstore import layout, pack
+from objstore.errors import CorruptObject, ObjectNotFound, WrongKind
 from objstore.ids import validate_id
 from objstore.index import Index
 from objstore.missing import MISSING, Missing
 from objstore.repo.buffer import WriteBuffer
+from objstore.repo.repair import DamageLedger
 from objstore.store import ObjectStore
 from objstore.store.objects import Decoded
 
@@ -26,15 +27,18 @@ log = logging.getLogger("objstore.repo")
 
 def check_kind(object_id: str, kind: str, expect_kind: str | None) -> None:
     if expect_kind is not None and kind != expect_kind:
-        raise CorruptObject(object_id, f"wrong kind: expected {expect_kind!r}, found {kind!r}")
+        raise WrongKind(object_id, expect_kind, kind)
 
 
 class ObjectReader:
-    def __init__(self, store: ObjectStore, index: Index, buffer: WriteBuffer, refresh: Callable[[], int]):
+    def __init__(
+        self, store: ObjectStore, index: Index, buffer: WriteBuffer, refresh: Callable[[], int], damage: DamageLedger
+    ):
         self.store = store
         self.index = index
         self.buffer = buffer
         self.refresh = refresh
+        self.damage = damage
 
     def get(self, object_id: str, *, expect_kind: str | None = None) -> Decoded:
         """(kind, payload), verified; ObjectNotFound or CorruptObject naming the id."""
@@ -44,7 +48,10 @@ class ObjectReader:
         return got
 
     def get_many(self, ids: Iterable[str], *, expect_kind: str | None = None) -> list[Decoded | Missing]:
-        """get() for each id, in order; MISSING where it is nowhere. A corrupt object raises."""
+        """get() for each id, in order; MISSING where it is nowhere. A corrupt object raises.
+
+        An id the index lists that is not found (after one refresh), or found damaged, goes
+        into the damage ledger, so the next writer that has it writes it again."""
         ids = [validate_id(i) for i in ids]
         out: list[Decoded | Missing] = [MISSING] * len(ids)
         todo = []
@@ -56,13 +63,20 @@ class ObjectReader:
                 check_kind(object_id, hit[0], expect_kind)
                 out[i] = hit
         if todo:
-            self._read_stored(ids, todo, out, expect_kind)
+            lost: dict[int, str] = {}
+            self._read_stored(ids, todo, out, expect_kind, lost)
             missed = [i for i in todo if isinstance(out[i], Missing)]
             if missed and self.refresh():
-                self._read_stored(ids, missed, out, expect_kind)
+                lost.clear()
+                self._read_stored(ids, missed, out, expect_kind, lost)
+                missed = [i for i in missed if isinstance(out[i], Missing)]
+            if missed:
+                self._note_missing(ids, missed, lost)
         return out
 
-    def _read_stored(self, ids: list[str], todo: list[int], out: list, expect_kind: str | None) -> None:
+    def _read_stored(
+        self, ids: list[str], todo: list[int], out: list, expect_kind: str | None, lost: dict[int, str]
+    ) -> None:
         where = self.index.get_many("packed", [ids[i] for i in todo])
         packed: list[tuple[int, pack.Location]] = []
         loose: list[int] = []
@@ -72,13 +86,40 @@ class ObjectReader:
             else:
                 packed.append((i, pack.Location.parse(text, object_id=ids[i])))
         if packed:
-            got = self.store.get_packed_many([(ids[i], loc) for i, loc in packed], expect_kind=expect_kind)
-            for (i, _), item in zip(packed, got):
-                out[i] = item
+            try:
+                got = self.store.get_packed_many([(ids[i], loc) for i, loc in packed], expect_kind=expect_kind)
+            except CorruptObject as exc:
+                if not isinstance(exc, WrongKind):
+                    for i, loc in packed:
+                        if ids[i] == exc.object_id:
+                            self.damage.pack_damaged(loc.pack)
+                raise
+            for (i, loc), item in zip(packed, got):
+                if isinstance(item, Missing):
+                    lost[i] = loc.pack
+                    loose.append(i)  # its pack is gone; a copy may still be loose
+                else:
+                    out[i] = item
         if loose:
-            for i, item in zip(loose, self.store.get_many([ids[i] for i in loose], expect_kind=expect_kind)):
+            try:
+                got = self.store.get_many([ids[i] for i in loose], expect_kind=expect_kind)
+            except CorruptObject as exc:
+                if not isinstance(exc, WrongKind):
+                    self.damage.loose_corrupt(exc.object_id)
+                raise
+            for i, item in zip(loose, got):
                 out[i] = item
         self._remember_kinds(ids, todo, out)
+
+    def _note_missing(self, ids: list[str], missed: list[int], lost: dict[int, str]) -> None:
+        """Ids found nowhere: a lost pack loses all its objects; a loose id the index lists as
+        stored is lost too. An id the index does not know was simply never here."""
+        for name in sorted(set(lost.values())):
+            self.damage.pack_lost(name)
+        rest = [ids[i] for i in missed if i not in lost]
+        if rest and "objects" in self.index.tables:
+            known = self.index.get_many("objects", rest)
+            self.damage.loose_missing(oid for oid, kind in zip(rest, known) if not isinstance(kind, Missing))
 
     def _remember_kinds(self, ids: list[str], todo: list[int], out: list) -> None:
         """Objects found by their path that the index did not list (a copy merged in without its
@@ -94,10 +135,16 @@ class ObjectReader:
             self.index.apply(new)
 
     def _missing_reason(self, object_id: str) -> str:
+        """Why a read found nothing: the pack the index places it in is gone, or the loose file
+        the index lists is gone, or it was never recorded here."""
         where = self.index.get("packed", object_id)
+        kind = self.index.get("objects", object_id) if "objects" in self.index.tables else MISSING
+        what = f"object {object_id}" + (f" (a {kind})" if isinstance(kind, str) else "")
         if isinstance(where, str):
             name = pack.Location.parse(where, object_id=object_id).pack
-            return f"object {object_id} is missing: its pack {name} is not in the repository"
+            return f"{what} is missing: its pack {name} is not in the repository"
+        if isinstance(kind, str):
+            return f"{what} is missing: {layout.object_key(object_id)} is not in the repository"
         return f"no object {object_id}"
 
     def open_stream(self, object_id: str, *, expect_kind: str | None = None) -> tuple[str, int, Iterator[bytes]]:
@@ -113,10 +160,13 @@ class ObjectReader:
         return kind, len(payload), iter((payload,))
 
     def has(self, object_id: str) -> bool:
-        """Whether the object is buffered, indexed, or loose at its path (no refresh)."""
+        """Whether the object is buffered, indexed, or loose at its path (no refresh); False for
+        an id a read found missing or damaged, until it is written again."""
         object_id = validate_id(object_id)
         if self.buffer.object(object_id) is not None:
             return True
+        if object_id in self.damage:
+            return False
         if "objects" in self.index.tables and not isinstance(self.index.get("objects", object_id), Missing):
             return True
         return self.store.has(object_id)

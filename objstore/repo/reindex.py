@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from objstore import model, pack
+from objstore import layout, model, pack
 from objstore.errors import CorruptObject, ObjectNotFound
 from objstore.index import Index
 from objstore.missing import MISSING, Missing
@@ -62,9 +62,13 @@ class Reindexer:
             except ObjectNotFound:
                 continue  # removed since the listing
             except CorruptObject as exc:
-                log.warning("reindex: skipping %s", exc)
-                stats["corrupt"] += 1
-                continue
+                # Its toc (or tail) is damaged, its entries maybe not: they describe themselves.
+                raw = self.store.blobs.read(layout.pack_key(name))
+                if isinstance(raw, Missing):
+                    continue
+                data, toc = raw, pack.scan_entries(raw, name=name)
+                log.warning("reindex: %s; recovered %d entries from the pack itself", exc, len(toc))
+                stats["damaged_packs"] = stats.get("damaged_packs", 0) + 1
             entries: list[IndexEntry] = []
             for oid, _, loc in toc:
                 try:

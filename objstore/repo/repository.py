@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import refs as refs_pkg
 from objstore import codec, layout, model
 from objstore import format as fmt
 from objstore.errors import CorruptObject, FormatError, RepositoryExists, RepositoryNotFound
-from objstore.fs import is_local, is_memory, open_url
+from objstore.fs import is_local, is_memory, missing_container, open_url
 from objstore.ids import validate_hash, validate_id
 from objstore.index import MAX_KEY_BYTES, Index, on_network_fs
 from objstore.missing import MISSING, Missing
@@ -36,10 +37,14 @@ from objstore.repo.index_dir import default_index_dir, normalize_url
 from objstore.repo.journal import Journal, Progress
 from objstore.repo.objects import ObjectReader
 from objstore.repo.reindex import Reindexer
+from objstore.repo.repair import DamageLedger
 from objstore.store import open_blobs
 from objstore.store.objects import Decoded, ObjectStore
 
 log = logging.getLogger("objstore.repo")
+
+# A reader's miss refreshes from the journal at most this often (Repository.catch_up).
+CATCH_UP_INTERVAL = 1.0
 
 
 def shared_storage(fs: Any, root: str) -> bool:
@@ -96,13 +101,17 @@ class Repository:
         self.eval_files = shared_storage(fs, root) if eval_files is None else eval_files
         self._closed = False
         lock = threading.Lock()  # one flush at a time, and never beside a refresh
+        self._flush_lock = lock
+        self._last_refresh = 0.0  # time.monotonic() of the last refresh, and what it cost
+        self._refresh_cost = 0.0
         self.buffer = WriteBuffer()
         self.journal = Journal(self.blobs, self.index, self.writer_id, lock)
         self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files)
-        self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh)
+        self.damage = DamageLedger(self.index, self.store)
+        self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh, self.damage)
         self.flusher = Flusher(
             buffer=self.buffer, store=self.store, evals=self.evals, journal=self.journal,
-            index=self.index, packs=lambda: self.packs, policy=policy, lock=lock,
+            index=self.index, packs=lambda: self.packs, policy=policy, lock=lock, damage=self.damage,
         )  # fmt: skip
         try:
             if self.index.meta_get("repo_id") != self.repo_id:
@@ -139,7 +148,8 @@ class Repository:
         eval_files: bool | None = None,
         policy: FlushPolicy | None = None,
     ) -> Repository:
-        """Open the repository at ``url`` (``create``: init it when absent).
+        """Open the repository at ``url`` (``create``: init it when absent, unless the location
+        already holds repository data without its objstore.json).
 
         ``policy`` says when buffered records are flushed (``durable`` is its shorthand for an
         fsync per flush); ``eval_files`` (default: only on shared storage) writes each eval
@@ -147,8 +157,19 @@ class Repository:
         """
         policy = _policy({"durable": durable, "policy": policy})
         fsys, root = open_url(url, storage_options)
-        doc = _read_format(open_blobs(fsys, root), url)
+        blobs = open_blobs(fsys, root)
+        doc = _read_format(blobs, url)
         if isinstance(doc, Missing):
+            bucket = missing_container(fsys, root)
+            if bucket is not None:
+                raise RepositoryNotFound(f"no objstore repository at {url}: bucket {bucket!r} does not exist")
+            if blobs.list_names(layout.JOURNAL):
+                # Never a silent new repo_id over someone's data (create or not): that is
+                # `objstore init`'s call, made by a user who knows the data is theirs.
+                raise RepositoryNotFound(
+                    f"{url} holds repository data (journal/) but no {layout.FORMAT_FILE}: restore it, "
+                    f"or adopt the data as a new repository with `objstore init {url}`"
+                )
             if not create:
                 raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
             try:
@@ -236,12 +257,18 @@ class Repository:
     def has(self, object_id: str) -> bool:
         return self.objects.has(object_id)
 
+    def needs_rewrite(self, object_id: str) -> bool:
+        """Whether a read found this indexed object missing or damaged and no writer has written
+        it again yet (the damage ledger, shared by every process using this index)."""
+        return object_id in self.damage
+
     def open_stream(self, object_id: str, *, expect_kind: str | None = None) -> tuple[str, int, Iterator[bytes]]:
         return self.objects.open_stream(object_id, expect_kind=expect_kind)
 
-    def eval_head(self, eval_hash: str) -> str | Missing:
-        """The value hash last recorded for ``eval_hash``, or MISSING."""
-        return self.evals.get(validate_hash(eval_hash))
+    def eval_head(self, eval_hash: str, *, by_path: bool = True) -> str | Missing:
+        """The value hash last recorded for ``eval_hash``, or MISSING. ``by_path=False`` answers
+        from this process's writes and the index only (no request per miss; see catch_up)."""
+        return self.evals.get(validate_hash(eval_hash), by_path=by_path)
 
     def lookup(self, table: str, key: str) -> str | Missing:
         """An index value with this process's unflushed writes on top. A key the index cannot
@@ -278,8 +305,27 @@ class Repository:
     # -- journal and reindex ------------------------------------------------------------------
 
     def refresh(self, progress: Progress | None = None) -> int:
-        """Ingest the journal segments this index has not seen yet; how many."""
-        return self.journal.refresh(progress)
+        """Ingest the journal segments this index has not seen yet; how many. (Also picks up
+        damage other processes sharing the index found or repaired.)"""
+        started = time.monotonic()
+        done = self.journal.refresh(progress)
+        self.damage.reload()
+        self._last_refresh = now = time.monotonic()
+        self._refresh_cost = now - started
+        return done
+
+    def catch_up(self) -> int:
+        """refresh() for a reader that just missed: another writer may have recorded what it
+        looked for since this index last read the journal, so a miss must not stay a miss for
+        the life of a process. Rate-limited, so a first run (all misses) pays little: at most
+        once per CATCH_UP_INTERVAL, and never more than a tenth of the time (a LIST of journal/
+        grows with the repository); never waits for a flush in progress."""
+        now = time.monotonic()
+        if now - self._last_refresh < max(CATCH_UP_INTERVAL, 10 * self._refresh_cost):
+            return 0
+        if self._flush_lock.locked():
+            return 0  # this writer is flushing: try again at a later miss
+        return self.refresh()
 
     def reindex(self, *, full_scan: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Clear the index and rebuild it from journal/ (and, with full_scan, objects/ + evals/)."""

@@ -76,9 +76,10 @@ class ObjectStore:
 
     def get(self, object_id: str, *, expect_kind: str | None = None) -> Decoded:
         """(kind, payload), verified; ObjectNotFound or CorruptObject naming the id."""
-        data = self.blobs.read(layout.object_key(object_id))
+        key = layout.object_key(object_id)
+        data = self.blobs.read(key)
         if isinstance(data, Missing):
-            raise ObjectNotFound(object_id)
+            raise ObjectNotFound(f"no object {object_id} ({key} is not in the repository)")
         return codec.decode(data, object_id=object_id, expect_kind=expect_kind)
 
     def has(self, object_id: str) -> bool:
@@ -111,6 +112,16 @@ class ObjectStore:
             for i, created in zip(batch, self.blobs.create_many(blobs)):
                 results[i] = created
         return results
+
+    def rewrite_many(self, items: Iterable[tuple[str, str, bytes]]) -> None:
+        """Write (id, kind, payload) loose objects over whatever is at their paths: only for the
+        repair of a damaged file, whose id the caller knows to hold exactly these bytes."""
+        items = list(items)
+        for _, kind, _ in items:
+            codec.check_kind(kind)
+        for start in range(0, len(items), _BATCH):
+            batch = items[start : start + _BATCH]
+            self.blobs.replace_many([(layout.object_key(oid), self._encode(kind, payload)) for oid, kind, payload in batch])
 
     def get_many(self, ids: Iterable[str], *, expect_kind: str | None = None) -> list[Decoded | Missing]:
         """get() for each id, in order; MISSING where an object does not exist. A corrupt object
@@ -160,7 +171,7 @@ class ObjectStore:
         key = layout.object_key(object_id)
         f = self.blobs.open_read(key)
         if isinstance(f, Missing):
-            raise ObjectNotFound(object_id)
+            raise ObjectNotFound(f"no object {object_id} ({key} is not in the repository)")
         try:
             kind, length, chunks = codec.decode_stream(f, object_id=object_id, expect_kind=expect_kind)
         except BaseException:
@@ -239,7 +250,7 @@ class ObjectStore:
         the pack is not here (e.g. a journal copied without objects/pack/)."""
         got = self.get_packed_many([(object_id, location)], expect_kind=expect_kind)[0]
         if isinstance(got, Missing):
-            raise ObjectNotFound(f"{object_id} (its pack {location.pack} is missing)")
+            raise ObjectNotFound(f"object {object_id} is missing: its pack {location.pack} is not in the repository")
         return got
 
     def get_packed_many(
