@@ -17,6 +17,7 @@ from objstore.errors import CorruptObject, FormatError, RepositoryNotFound
 from objstore.fs import open_url
 from objstore.ids import is_hash, is_uuid
 from objstore.missing import Missing
+from objstore.repo import shared_storage
 from objstore.store import BlobStore, open_blobs
 
 
@@ -38,6 +39,12 @@ class Endpoint:
     @property
     def holds_packs(self) -> bool:
         return fmt.writes_packs(self.format)
+
+    @property
+    def writes_eval_files(self) -> bool:
+        """Whether its writers keep eval heads as files too (shared storage), so a worker finds
+        a head by its path before its index has read the segment that holds it."""
+        return shared_storage(self.fs, self.root)
 
 
 def open_endpoint(url: str, storage_options: dict | None = None, *, role: str = "source") -> Endpoint:

@@ -28,6 +28,7 @@ import refs as refs_pkg
 from objstore import codec, layout, pack
 from objstore.errors import ConcurrentUpdate, CorruptObject, FormatError
 from objstore.format import show
+from objstore.ids import is_hash
 from objstore.missing import Missing
 from objstore.model import handle as handle_kind
 from objstore.repo import journal as journal_mod
@@ -296,16 +297,46 @@ class _Copier:
         self.copy_files(self.p.evals, self.check_eval, done)
 
     def journal(self) -> None:
-        self._phase("journal", self.p.journal)
-
-        def done(key: str, _: int) -> None:
-            self.result.segments += 1
-
+        items = self.p.journal
+        self._phase("journal", items)
+        heads_too = self.p.dst.writes_eval_files
+        have_heads = set(self.p.dst_files.evals) | {k for k, _ in self.p.evals}
         # One batch at a time and in name order: a later segment is never written before an
-        # earlier one's batch, and each only after the check that its objects are all here.
-        self.copy_files(self.p.journal, self.check_segment, done)
+        # earlier one's batch, and each only after the check that its objects are all here
+        # (and, on shared storage, after the eval-head files its entries name).
+        for batch in _batches(items):
+            datas = self.src.read_many(k for k, _ in batch)
+            ready: list[tuple[str, bytes]] = []
+            heads: dict[str, bytes] = {}
+            for (key, _), data in zip(batch, datas):
+                if isinstance(data, Missing):
+                    self._skip(f"{key}: removed from the source while copying")
+                    continue
+                try:
+                    entries = self.check_segment(key, data)
+                except CorruptObject as exc:
+                    self._skip(f"{key}: {exc}")
+                    continue
+                ready.append((key, data))
+                if heads_too:
+                    for e in entries:
+                        if e[:2] == ["put", "evals"] and isinstance(e[2], str) and is_hash(e[3]):
+                            try:
+                                head_key = layout.eval_key(e[2])
+                            except ValueError:
+                                continue
+                            if head_key not in have_heads:
+                                heads[head_key] = e[3].encode("ascii")
+            if heads:
+                self.dst.create_many(sorted(heads.items()))  # create-only: the destination's own heads stay
+                have_heads.update(heads)
+                self.result.evals += len(heads)
+            self.dst.create_many(ready)
+            self.result.segments += len(ready)
+            self._advance(len(ready), sum(len(d) for _, d in ready), 0)
 
-    def check_segment(self, key: str, data: bytes) -> int:
+    def check_segment(self, key: str, data: bytes) -> list:
+        """The segment's entries, once every object it names is known to be at the destination."""
         name = key[len(layout.JOURNAL) + 1 :]
         listing, entries = journal_mod.decode(name, data)
         packed = {
@@ -329,7 +360,7 @@ class _Copier:
                 f"journal/{name}", f"{absent} of the objects it names are missing (e.g. {example}); "
                 "the segment is kept back so the destination never lists an absent object"
             )
-        return 0
+        return [e for e in entries if isinstance(e, list) and len(e) == 4]
 
     def refs(self) -> None:
         dst = self.p.dst.refs
