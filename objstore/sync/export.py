@@ -245,12 +245,12 @@ class FullExport:
         """What a reached record needs for its cache beyond redun's walk: the eval heads of its
         calls (and their values), the handle graphs and states of its handles."""
         repo = self.repo
-        heads = {}
+        heads: dict[str, str] = {}
         for call in self.calls:
-            eval_hash = hashing.hash_eval(call["task_hash"], call["args_hash"])
-            head = repo.eval_head(eval_hash)
+            call_eval = hashing.hash_eval(call["task_hash"], call["args_hash"])
+            head = repo.eval_head(call_eval)
             if isinstance(head, str):
-                heads[eval_hash] = head
+                heads[call_eval] = head
         # Heads no reached call names but whose value was reached (a scheduler task's, such as
         # catch: redun caches it by an eval hash only the pickled expression knows).
         for eval_hash, value_hash in repo.scan("evals"):
