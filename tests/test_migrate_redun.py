@@ -149,6 +149,10 @@ def test_refused_sources_are_one_line_and_write_nothing(sqlite_db, tmp_path, env
     text = bad / "text.db"
     text.write_text("not a database at all, just text " * 100)
     alone = _copy(db, bad / "alone" / "redun.db")  # no redun.ini beside it: where is the value store?
+    edited = _copy(db, bad / "edited" / "redun.db")  # a hand-edited row: ids no longer match content
+    _sql(edited, "UPDATE tag SET value = '\"staging\"' WHERE key = 'env' AND is_current = 1")
+    args = _copy(db, bad / "args" / "redun.db")
+    _sql(args, "UPDATE argument SET arg_key = 'renamed' WHERE arg_key = 'second'")
     cases = [
         ([f"sqlite:///{unknown}"], 1, "unsupported redun schema version 3.? (migration ffffdeadbeef)", "newer than this objstore knows"),
         ([f"sqlite:///{older}"], 1, "unsupported redun schema version 3.4", "redun db upgrade"),
@@ -158,6 +162,8 @@ def test_refused_sources_are_one_line_and_write_nothing(sqlite_db, tmp_path, env
         ([f"sqlite:///{bad}/missing.db"], 1, "no such sqlite database"),
         ([f"sqlite:///{alone}"], 1, "values of", "are in redun's value store; pass --value-store PATH"),
         ([f"sqlite:///{alone}", "--value-store", str(bad / "nowhere")], 1, "are missing from"),
+        ([f"sqlite:///{edited}", "--value-store", str(sqlite_db["config"] / "values")], 1, "its hash does not match its entity"),
+        ([f"sqlite:///{args}", "--value-store", str(sqlite_db["config"] / "values")], 1, "its hash does not match its value"),
         (["mysql://host/db"], 2, "unsupported database URI"),
         ([str(bad / "nodir")], 2, "unsupported database URI"),
         ([str(bad)], 2, "no redun.ini in"),

@@ -89,7 +89,8 @@ def _transfer(ctx, src_where, dst_where, *, dry_run: bool, verb: str, dst_is_hom
         return 0
     with ctx.progress(verb) as progress:
         result = transfer.run(plan, progress)
-        _catch_up(ctx, dst_where, progress, is_home=dst_is_home)
+        if not dst.writes_eval_files:
+            _catch_up(ctx, dst_where, progress, is_home=dst_is_home)
     rate = result.objects / result.seconds if result.seconds > 0 else 0.0
     ctx.stdout.write(
         f"{verb}: {target}: {result.objects} objects ({result.packs} packs, {result.loose} loose), "
@@ -109,9 +110,9 @@ def _transfer(ctx, src_where, dst_where, *, dry_run: bool, verb: str, dst_is_hom
 
 
 def _catch_up(ctx, where, progress, *, is_home: bool) -> None:
-    """Bring this machine's index of the destination (if it has one) up to date with what was
-    copied, so the next run there sees it at once; any other index catches up at its next
-    refresh (a bucket's workers also find the copied eval heads by their files)."""
+    """Bring this machine's index of a local destination (if it has one) up to date with what
+    was copied, so the next run there sees it at once: on a local disk eval heads live in the
+    journal only. (On shared storage the copy wrote their files; every index finds them.)"""
     from objstore.repo import Repository, default_index_dir
 
     # --index-dir / $OBJSTORE_INDEX_DIR name the index of this command's own repository.

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from objstore import hashing, model
+from objstore import hashing, layout, model
 from objstore.errors import CorruptObject
 from objstore.ids import is_hash, is_uuid
 from objstore.missing import Missing
@@ -22,11 +22,13 @@ from objstore.model import job as job_kind
 from objstore.model import schema
 from objstore.model import value as value_kind
 from objstore.repo import Repository
+from objstore.repo import journal as journal_mod
 from objstore.sync import streams
 
 log = logging.getLogger("objstore.sync")
 
 EXPORT_KINDS = set(model.EXPORT_KINDS)
+_SEGMENTS = 64  # journal segments read at a time
 
 
 @dataclass
@@ -57,9 +59,26 @@ def _start_note(repo: Repository, job_id: str) -> dict[str, Any] | None:
 class Walk:
     """redun's record graph, read in bulk: one get_many per layer, each object decoded once."""
 
+    # Tables asked about for every record (most records have no tags): read whole once when
+    # they are this small, instead of one lookup per record.
+    PRELOAD = ("tags_by_entity", "tag_children")
+    PRELOAD_MAX = 100_000
+
     def __init__(self, repo: Repository):
         self.repo = repo
-        self._all = repo.index.get_all  # nothing is buffered during an export: the index is all
+        index = repo.index  # nothing is buffered during an export: the index is all there is
+        self._tables: dict[str, dict[str, list[str]]] = {}
+        for table in self.PRELOAD:
+            if index.count(table) <= self.PRELOAD_MAX:
+                whole: dict[str, list[str]] = {}
+                for key, value in index.scan(table):
+                    whole.setdefault(key, []).append(value)
+                self._tables[table] = whole
+        self._index_all = index.get_all
+
+    def _all(self, table: str, key: str) -> list[str]:
+        whole = self._tables.get(table)
+        return self._index_all(table, key) if whole is None else whole.get(key, [])
 
     def kind_of(self, record_id: str) -> str | None:
         if not (is_hash(record_id) or is_uuid(record_id)):
@@ -272,6 +291,50 @@ class FullExport:
         for eval_hash, value_hash in heads.items():
             self.line({"_type": streams.EVAL, "eval_hash": eval_hash, "value_hash": value_hash})
 
+    def whole(self) -> None:
+        """Every object, newest flush first (the journal says what each flush wrote), then any
+        the index knows that no segment lists. Payloads go out as stored: a JSON payload is
+        canonical JSON already, so it becomes its line's "doc" without a parse and a re-dump."""
+        repo = self.repo
+        names = repo.journal.names()
+        for start in range(len(names), 0, -_SEGMENTS):
+            batch = names[max(0, start - _SEGMENTS) : start]
+            ids: list[str] = []
+            for name, data in reversed(list(zip(batch, repo.blobs.read_many(layout.segment_key(n) for n in batch)))):
+                if isinstance(data, Missing):
+                    continue
+                try:
+                    listing, _ = journal_mod.decode(name, data)
+                except CorruptObject as exc:
+                    log.warning("export: skipping an unreadable journal segment: %s", exc)
+                    continue
+                ids.extend(oid for oid, _ in listing)
+            self.emit_raw(ids)
+        self.emit_raw([k for k, _ in repo.scan("objects")])
+
+    def emit_raw(self, ids: list[str]) -> None:
+        todo = [i for i in dict.fromkeys(ids) if i not in self.emitted]
+        write = self.out.write
+        for start in range(0, len(todo), 2048):
+            batch = todo[start : start + 2048]
+            for oid, got in zip(batch, self.repo.get_many(batch)):
+                if isinstance(got, Missing):
+                    continue
+                kind, payload = got
+                self.emitted.add(oid)
+                if kind == model.VALUE:
+                    cut = payload.find(b"\0")
+                    write(f'{{"_type":"object","id":"{oid}","kind":"value","header":{payload[:cut].decode()},'
+                          f'"data":"{streams.b64(payload[cut + 1 :])}"}}\n')
+                elif kind in model.REGISTRY and payload[:1] == b"{":
+                    write(f'{{"_type":"object","id":"{oid}","kind":"{kind}","doc":{payload.decode()}}}\n')
+                    if kind == model.HANDLE:
+                        self.handle_names.add(model.decode(kind, payload, oid)["fullname"])
+                else:
+                    self.line(streams.object_line(oid, kind, payload))
+                    continue
+                self.count += 1
+
     def notes(self, jobs: Iterable[str], executions: Iterable[str]) -> None:
         for job_id in jobs:
             note = self.repo.lookup("job_start", job_id)
@@ -299,8 +362,7 @@ class FullExport:
 
 def export_full(repo: Repository, roots: list[str] | None, out: TextIO) -> int:
     """objstore's stream: with roots, what they reach and what its cache needs; without, the
-    whole repository (executions newest first with what they reach, then everything else).
-    Lines written, header and end line included."""
+    whole repository, newest flush first. Lines written, header and end line included."""
     ex = FullExport(repo, out)
     ex.line(streams.header_line(repo.format["version"]))
     if roots is not None:
@@ -309,8 +371,7 @@ def export_full(repo: Repository, roots: list[str] | None, out: TextIO) -> int:
         executions = [i for i in ex.emitted if repo.lookup("objects", i) == model.EXECUTION]
         ex.notes(ex.running, sorted(executions))
     else:
-        ex.walk(newest_executions(repo))
-        ex.emit_ids((k for k, _ in repo.scan("objects")), closure=False)
+        ex.whole()
         for eval_hash, value_hash in repo.scan("evals"):
             ex.line({"_type": streams.EVAL, "eval_hash": eval_hash, "value_hash": value_hash})
         started = [k for k, _ in repo.scan("job_start") if k not in ex.emitted]

@@ -50,9 +50,13 @@ class Importer:
         self.job_starts: dict[str, str] = {}  # redun Job id -> its start_time
         self.items = 0
         self.ended = False
+        # Into a new repository, nothing but this import's own objects can be present.
+        self.empty_at_start = repo.index.count("objects") == 0 and not repo.pending()
 
     def known(self, object_id: str) -> bool:
-        return object_id in self.added or isinstance(self.repo.lookup("objects", object_id), str)
+        if object_id in self.added:
+            return True
+        return not self.empty_at_start and isinstance(self.repo.lookup("objects", object_id), str)
 
     def add(self, item: Item) -> None:
         if self.known(item.id):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from objstore import hashing, model
+from objstore import codec, hashing, model
 from objstore.errors import ConcurrentUpdate, CorruptObject, InvalidId, UnsupportedSource
 from objstore.fs import open_url
 from objstore.ids import is_hash
@@ -96,10 +96,11 @@ class Converter:
         self.call_args: dict[str, str] = {}
 
     def add(self, object_id: str, kind: str, payload: bytes, entries: list[IndexEntry]) -> None:
+        # Derivable ids (arguments, tags) are checked against the rows before building: the
+        # payload is never parsed back.
         if self.known(object_id):
             self.present += 1
             return
-        model.verify(kind, object_id, payload)
         self.objects.append((object_id, kind, payload, entries))
 
     def convert(self) -> None:
@@ -145,6 +146,8 @@ class Converter:
         args: dict[str, dict[str, dict]] = defaultdict(dict)
         for arg_hash, call_hash, value_hash, position, key in self.t["argument"]:
             name = key if key is not None else str(position)
+            if call_kind.argument_hash(call_hash, name, value_hash) != arg_hash:
+                raise UnsupportedSource(f"argument {arg_hash} of call node {call_hash}: its hash does not match its value")
             args[call_hash][name] = {"arg_hash": arg_hash, "value_hash": value_hash, "upstream": sorted(set(upstream[arg_hash]))}
         children: dict[str, list[str]] = defaultdict(list)
         for parent, child in self.t["call_edge"]:
@@ -197,8 +200,10 @@ class Converter:
             if sqlite and isinstance(value, str):
                 value = json.loads(value)
             entity = getattr(entity_type, "name", entity_type)
-            payload = tag_kind.KIND.encode(str(entity), entity_id or "", key, value, parents.get(tag_hash, []))
-            self.add(tag_hash, model.TAG, payload, model.derive_entries(model.TAG, tag_hash, payload))
+            doc = tag_kind.tag_doc(str(entity), entity_id or "", key, value, parents.get(tag_hash, []))
+            if tag_kind.tag_hash_of(doc) != tag_hash:
+                raise UnsupportedSource(f"tag {tag_hash}: its hash does not match its entity, key, value and parents")
+            self.add(tag_hash, model.TAG, codec.canonical_json(doc), tag_kind.KIND.entries_of(tag_hash, doc))
 
     def handles(self) -> None:
         for h, fullname, value_hash, key, is_valid in self.t["handle"]:
@@ -242,6 +247,10 @@ def _merge_states(repo: Repository, conv: Converter) -> int:
     return changed
 
 
+def _nothing_known(object_id: str) -> bool:
+    return False
+
+
 def migrate(source: Source, repo: Repository, *, progress: Progress | None = None) -> MigrateStats:
     """Read ``source`` (refusing any schema but 3.5) and write all of it into ``repo``."""
     started = time.monotonic()
@@ -251,6 +260,9 @@ def migrate(source: Source, repo: Repository, *, progress: Progress | None = Non
 
     def known(object_id: str) -> bool:
         return isinstance(repo.lookup("objects", object_id), str)
+
+    if repo.index.count("objects") == 0 and not repo.pending():
+        known = _nothing_known  # a new repository: spare a lookup per row
 
     conv = Converter(tables, source, known)
     try:

@@ -129,10 +129,18 @@ def _b64(doc: dict[str, Any], field: str) -> bytes:
         raise LineError(f"field {field!r} is not valid base64 ({exc})") from None
 
 
-def _checked_object(kind: str, object_id: str, payload: bytes) -> Item:
+def _checked_object(kind: str, object_id: str, payload: bytes, doc: dict[str, Any] | None = None) -> Item:
+    """The object's derivable ids recomputed and its index entries derived, from ``doc`` (the
+    payload's document, a value's header) when the caller has it: no second parse."""
+    known = model.REGISTRY.get(kind)
     try:
-        model.verify(kind, object_id, payload)
-        entries = model.derive_entries(kind, object_id, payload)
+        if known is None:
+            entries = model.derive_entries(kind, object_id, payload)
+        else:
+            if doc is None:
+                doc = known.decode(payload, object_id)
+            model.verify_doc(kind, object_id, doc)
+            entries = known.entries_of(object_id, doc)
     except CorruptObject as exc:
         raise LineError(f"{kind} {object_id}: {exc.reason}") from None
     return Item(OBJECT, object_id, kind, payload, entries)
@@ -153,14 +161,15 @@ def parse_objstore(doc: dict[str, Any]) -> Item:
                 head = doc.get("header")
                 if not isinstance(head, dict):
                     raise LineError("a value line without a header object")
-                payload = codec.canonical_json(head) + b"\0" + _b64(doc, "data")
-            elif "doc" in doc:
+                for field in ("type", "format", "subvalues"):
+                    if field not in head:
+                        raise LineError(f"a value header without {field!r}")
+                return _checked_object(kind, object_id, codec.canonical_json(head) + b"\0" + _b64(doc, "data"), head)
+            if "doc" in doc:
                 if not isinstance(doc["doc"], dict):
                     raise LineError("field 'doc' is not a JSON object")
-                payload = codec.canonical_json(doc["doc"])
-            else:
-                payload = _b64(doc, "raw")
-            return _checked_object(kind, object_id, payload)
+                return _checked_object(kind, object_id, codec.canonical_json(doc["doc"]), doc["doc"])
+            return _checked_object(kind, object_id, _b64(doc, "raw"))
         if kind_of_line == JOB_START:
             job_id = validate_uuid(doc.get("id"))
             start = doc.get("start")
