@@ -200,11 +200,19 @@ def test_postgresql_database_as_redun_ini_names_it(postgres_db, tmp_path, env):
     record_into_redun(work, config, env)
     repo = tmp_path / "repo"
     run(["init", repo], tmp_path, env, check=0)
+    import psycopg
+
+    def row_counts() -> dict[str, int]:
+        with psycopg.connect(postgres_db) as conn:
+            return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in redun_db.QUERIES}
+
+    before = row_counts()
     without_user = postgres_db.replace("postgres@", "")
     out = run(["--repo", repo, "migrate-redun", without_user], tmp_path, dict(env, REDUN_DB_USERNAME="postgres"), check=0)
     assert "migrated redun schema 3.5 from postgresql://postgres@" in out.stdout.decode()
     kinds = objects_of(repo, tmp_path / "ix")
     assert {"value", "call", "job", "exec", "tag", "handle", "handle_edge"} <= set(kinds)
+    assert row_counts() == before and before["evaluation"] > 0  # read, never written
     os_config = redun_ini(work / ".redun-os", objstore_url=str(repo))
     assert redun_run(work, os_config, env, "--second", "c") == []
     assert redun_run(work, os_config, env) == ["ledger_add:b"]
