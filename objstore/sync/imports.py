@@ -85,8 +85,9 @@ class Importer:
                 self.repo.note(item.entries or [])
                 self.result.notes += 1
         elif item.type == streams.EXEC_UPDATED:
-            self.repo.note(item.entries or [])
-            self.result.notes += 1
+            if self.repo.lookup("exec_updated", item.id) != item.value:  # the same heartbeat: nothing new
+                self.repo.note(item.entries or [])
+                self.result.notes += 1
         elif item.type == streams.EVAL:
             if not self.known(item.value):
                 raise LineError(

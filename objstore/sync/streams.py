@@ -186,7 +186,7 @@ def parse_objstore(doc: dict[str, Any]) -> Item:
             exec_id = validate_uuid(doc.get("id"))
             if not isinstance(doc.get("time"), str):
                 raise LineError("an exec_updated line without a time")
-            return Item(EXEC_UPDATED, exec_id, entries=[("put", "exec_updated", exec_id, doc["time"])])
+            return Item(EXEC_UPDATED, exec_id, entries=[("put", "exec_updated", exec_id, doc["time"])], value=doc["time"])
         if kind_of_line == EVAL:
             return Item(EVAL, validate_hash(doc.get("eval_hash")), value=validate_hash(doc.get("value_hash")))
         if kind_of_line == HANDLE_STATE:

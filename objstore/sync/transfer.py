@@ -199,14 +199,20 @@ class _Copier:
         self.result.skipped.append(why)
 
     def copy_files(
-        self, items: list[tuple[str, int]], check: Callable[[str, bytes], int], done: Callable[[str, int], None]
+        self,
+        items: list[tuple[str, int]],
+        check: Callable[[str, bytes], int],
+        done: Callable[[str, int], None],
+        *,
+        stream_over: int = STREAM_BYTES,
     ) -> None:
         """Copy each (key, size): read in batches, ``check(key, data) -> objects in it``
-        (raising CorruptObject to skip it), create at the destination, then ``done``."""
+        (raising CorruptObject to skip it), create at the destination, then ``done``. A file
+        of ``stream_over`` bytes or more is streamed instead (and not checked)."""
         for batch in _batches(items):
             small = []
             for key, n in batch:
-                if n < STREAM_BYTES:
+                if n < stream_over:
                     small.append((key, n))
                 else:
                     self._stream(key, done)
@@ -285,7 +291,9 @@ class _Copier:
             self.dst_loose.add(key)
             r.loose += 1
 
-        self.copy_files(p.packs, self.check_pack, pack_done)
+        # A pack is read whole (a writer makes them at most pack.MAX_PACK_BYTES), so each one is
+        # checked against its name; only loose objects, which can be any size, stream.
+        self.copy_files(p.packs, self.check_pack, pack_done, stream_over=max(STREAM_BYTES, 4 * pack.MAX_PACK_BYTES))
         self.copy_files(p.loose, self.check_loose, loose_done)
 
     def evals(self) -> None:
