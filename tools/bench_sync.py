@@ -170,7 +170,17 @@ class Bench:
 
     # -- the measurements ---------------------------------------------------------------------
 
+    def floors(self) -> None:
+        """What each side pays before its first record: the interpreter and its imports."""
+        print("\nstart-up floor (python + the imports the commands need):", flush=True)
+        m = self.medians({
+            "redun (redun.cli + redun.backends.db)": lambda: self.sh(sys.executable, "-c", "import redun.cli, redun.backends.db")[0],
+            "objstore (cli + repo + sync)": lambda: self.sh(sys.executable, "-c", "import objstore.cli, objstore.repo, objstore.sync.export, objstore.sync.imports")[0],
+        })
+        self.row("start-up floor", f"objstore {m['objstore (cli + repo + sync)']:.3f} s", f"redun {m['redun (redun.cli + redun.backends.db)']:.3f} s")
+
     def export_import_migrate(self) -> None:
+        self.floors()
         print("\nexport (whole processes):", flush=True)
         out = self.work / "scratch" / "out.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
