@@ -16,9 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from objstore import hashing, model
-from objstore.repo import Repository
 from sync_helpers import (
     FIRST_RUN,
     REDUN,
@@ -29,6 +26,9 @@ from sync_helpers import (
     run,
     write_workflow,
 )
+
+from objstore import hashing, model
+from objstore.repo import Repository
 
 
 @pytest.fixture

@@ -16,9 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from objstore.repo import Repository
-from objstore.sync import redun_db
 from sync_helpers import (
     FIRST_RUN,
     REDUN,
@@ -29,6 +26,9 @@ from sync_helpers import (
     run,
     write_workflow,
 )
+
+from objstore.repo import Repository
+from objstore.sync import redun_db
 
 
 @pytest.fixture

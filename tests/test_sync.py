@@ -17,8 +17,8 @@ import json
 import threading
 
 import pytest
-
 import servers
+
 from objstore import codec, hashing, layout, model, pack
 from objstore.errors import FormatError, RepositoryNotFound
 from objstore.missing import Missing

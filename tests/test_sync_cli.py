@@ -18,12 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 import servers
-from objstore import hashing, model
-from objstore.cli import main
-from objstore.repo import Repository
-from objstore.sync.endpoint import list_files, open_endpoint
 from sync_helpers import (
     FIRST_RUN,
     OBJSTORE,
@@ -36,6 +31,11 @@ from sync_helpers import (
     scheduler_run,
     write_workflow,
 )
+
+from objstore import hashing, model
+from objstore.cli import main
+from objstore.repo import Repository
+from objstore.sync.endpoint import list_files, open_endpoint
 
 
 @pytest.fixture
