@@ -419,9 +419,14 @@ def _frame_pieces(reader: Any, object_id: str) -> Iterator[Any]:
 # --------------------------------------------------------------------------- JSON payloads
 
 
+# One encoder for every call: json.dumps builds a new one per call when given options, which
+# costs as much as encoding a small record.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, compact separators, UTF-8: equal records give equal bytes."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL.encode(obj)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:

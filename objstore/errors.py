@@ -98,3 +98,18 @@ class IndexUnavailable(ObjstoreError, RuntimeError):
 
 class ValueTooLarge(ObjstoreError, ValueError):
     """A value exceeds the configured maximum size."""
+
+
+class InvalidStream(ObjstoreError, ValueError):
+    """A line of an export stream (objstore's or redun's) that cannot be imported: names the
+    line and what is wrong with it."""
+
+    def __init__(self, line: int, reason: str, *, where: str = "input"):
+        super().__init__(f"{where}, line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+class UnsupportedSource(ObjstoreError, ValueError):
+    """A source objstore refuses to read (e.g. a redun database of an unknown schema version),
+    before anything from it is written."""

@@ -74,6 +74,11 @@ def _bencode_into(data: Any, out: list[bytes]) -> None:
 
 def bencode(obj: Any) -> bytes:
     """redun's canonical serialization of a nested int/str/bytes/list/dict structure."""
+    if type(obj) is list and all(type(x) is str for x in obj):
+        # The common shape (["Eval", task, args], ["Argument", ...]): the same bytes, without
+        # the general walk, which is most of the cost of hashing a cached call.
+        parts = [x.encode() for x in obj]
+        return b"l" + b"".join(b"%d:%s" % (len(p), p) for p in parts) + b"e"
     out: list[bytes] = []
     _bencode_into(obj, out)
     return b"".join(out)

@@ -1,6 +1,7 @@
 """Every name in a repository, relative to its root. Pure: strings in, strings out.
 
     objstore.json            the format document (objstore.format)
+    config.json              this copy's settings (remotes; objstore.repo.config), never synced
     objects/ab/cdef…         one loose object per id (objstore.codec encoding)
     objects/pack/<name>      packs: many objects in one immutable file (objstore.pack)
     evals/ab/cdef…           eval-cache heads on shared storage: eval_hash -> value_hash
@@ -22,6 +23,9 @@ from objstore.errors import InvalidId
 from objstore.ids import ObjectId, fanout_path, is_hash, is_uuid, validate_hash
 
 FORMAT_FILE = "objstore.json"
+# This copy's own settings (named remotes): never copied by sync, as git keeps its config out
+# of a push.
+CONFIG_FILE = "config.json"
 OBJECTS = "objects"
 PACK_DIR = "pack"  # under objects/; a 4-letter name can never be a fanout directory
 PACKS = f"{OBJECTS}/{PACK_DIR}"
@@ -96,7 +100,7 @@ def handle_ref(fullname: str) -> str:
 
 
 __all__ = [
-    "FORMAT_FILE", "OBJECTS", "PACKS", "PACK_DIR", "EVALS", "JOURNAL", "REFS", "HANDLES",
+    "FORMAT_FILE", "CONFIG_FILE", "OBJECTS", "PACKS", "PACK_DIR", "EVALS", "JOURNAL", "REFS", "HANDLES",
     "TEMP_PREFIX", "PACK_NAME_RE", "SEGMENT_RE", "object_key", "pack_key", "eval_key",
     "segment_key", "segment_name", "is_segment_name", "is_pack_name", "is_temp", "fanout_id",
     "handle_ref",

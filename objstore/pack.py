@@ -191,7 +191,8 @@ def plan_reads(
         if plans:
             pack, start, length, members = plans[-1]
             if pack == loc.pack and loc.offset - (start + length) <= max_gap and end - start <= max_span:
-                plans[-1] = (pack, start, max(length, end - start), members + [i])
+                members.append(i)  # in place: copying the list each time made a big run quadratic
+                plans[-1] = (pack, start, max(length, end - start), members)
                 continue
         plans.append((loc.pack, loc.offset, loc.length, [i]))
     return plans

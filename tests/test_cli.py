@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from objstore import hashing, model
-from objstore.cli import Context, _Progress, command_modules, discover_repo, main
+from objstore.cli import Context, command_modules, discover_repo, main
+from objstore.cli._progress import Progress
 from objstore.repo import Repository, default_index_dir
 
 OBJSTORE = Path(sys.executable).with_name("objstore")
@@ -242,12 +243,29 @@ def test_in_process_main_and_command_discovery(tmp_path, env):
     assert err.getvalue().startswith("objstore: error: a repository already exists")
 
 
-def test_progress_is_rate_limited():
-    stream = io.StringIO()
-    p = _Progress("reindex", stream, interval=0.0)
-    p("objects", 5)
-    assert stream.getvalue() == "reindex: objects 5\n"
-    quiet = _Progress("reindex", stream, interval=3600)
-    quiet("objects", 6)
-    assert stream.getvalue() == "reindex: objects 5\n"
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_draws_on_a_terminal_and_nothing_on_a_pipe():
+    pipe = io.StringIO()
+    quiet = Progress("reindex", pipe)
+    quiet("journal", 5)
+    quiet.phase("objects", 3, 1 << 20)
+    quiet.advance(3, 1 << 20, 40)
+    quiet.close()
+    assert pipe.getvalue() == ""  # a pipe or a file gets no bar at all
+
+    term = _Terminal()
+    with Progress("reindex", term, interval=0) as p:  # the repository's progress(phase, count) callback
+        p("journal", 5)
+        p("journal", 9)
+    assert "reindex: journal" in term.getvalue() and "9" in term.getvalue()
+    term = _Terminal()
+    with Progress("push", term, interval=0) as p:  # a copy's reporter: bytes, objects and their rate
+        p.phase("objects", 4, 4 << 20)
+        p.advance(4, 4 << 20, 120)
+    out = term.getvalue()
+    assert "push: objects" in out and "120 objects" in out and "B/s" in out and "4.00M" in out
     assert isinstance(Context, type)

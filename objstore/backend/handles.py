@@ -31,7 +31,7 @@ class HandleSpec:
 
 
 def _encode_state(invalid: set[str]) -> bytes:
-    return json.dumps({"invalid": sorted(invalid)}, separators=(",", ":")).encode()
+    return handle_kind.encode_state(invalid)
 
 
 class Handles:

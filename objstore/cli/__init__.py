@@ -22,6 +22,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +35,16 @@ PROG = "objstore"
 
 class UsageError(Exception):
     """Bad arguments or environment: exit status 2, like argparse's own errors."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A repository as the command line names it: its URL, fsspec options, and the remote
+    name it was given by (if any)."""
+
+    url: str
+    storage_options: dict[str, Any] | None = None
+    remote: str | None = None
 
 
 # Modules listed here come first in `objstore --help`, in this order; the rest follow by name.
@@ -77,7 +88,12 @@ class Context:
         self.stderr = stderr
 
     def repo_url(self) -> str:
-        url = getattr(self.args, "repo", None) or self.environ.get("OBJSTORE_REPO")
+        return self.locate().url
+
+    def local_repo_url(self) -> str:
+        """The repository this command runs in: $OBJSTORE_REPO, else the nearest .objstore/
+        (never --repo, which may name a remote *of* this repository)."""
+        url = self.environ.get("OBJSTORE_REPO")
         if url:
             return url
         found = discover_repo(self.cwd)
@@ -87,6 +103,47 @@ class Context:
                 "parent); use --repo URL or set OBJSTORE_REPO"
             )
         return str(found)
+
+    def locate(self, given: str | None = None) -> Location:
+        """Where a repository is: ``given`` (a URL, a path, or the name of a remote of the
+        local repository), else --repo, else the local repository. A remote brings its own
+        storage options; anything else uses $OBJSTORE_STORAGE_OPTIONS."""
+        value = given or getattr(self.args, "repo", None)
+        if not value:
+            return Location(self.local_repo_url(), self.storage_options())
+        return self._resolve(value)
+
+    def _resolve(self, value: str) -> Location:
+        from objstore.sync.remotes import is_remote_name
+
+        if "://" in value or not is_remote_name(value):
+            return Location(value, self.storage_options())
+        remote = self._remote(value)
+        if remote is not None:
+            return Location(remote.url, remote.storage_options or self.storage_options(), remote.name)
+        if (self.cwd / value).exists():
+            return Location(str(self.cwd / value), self.storage_options())
+        raise UsageError(
+            f"{value!r} is neither a remote of this repository nor a path (see `objstore repo list`)"
+        )
+
+    def _remote(self, name: str):
+        """The remote ``name`` of the local repository, or None (also when there is none)."""
+        from objstore.sync.remotes import get_remote
+
+        try:
+            url = self.local_repo_url()
+        except RepositoryNotFound:
+            return None
+        fs, root = self._open_url(url, self.storage_options())
+        return get_remote(fs, root, name)
+
+    @staticmethod
+    def _open_url(url: str, options: dict[str, Any] | None):
+        from objstore.fs import open_url
+
+        with bad_url_is_usage(url):
+            return open_url(url, options)
 
     def cache_home(self) -> Path:
         from objstore.repo import cache_home
@@ -116,13 +173,17 @@ class Context:
     def open_repo(self, url: str | None = None, **kwargs: Any):
         from objstore.repo import Repository
 
-        url = url or self.repo_url()
-        with bad_url_is_usage(url):
-            return Repository.open(url, self.storage_options(), index_dir=self.index_dir(url), **kwargs)
+        where = self.locate(url)
+        with bad_url_is_usage(where.url):
+            return Repository.open(where.url, where.storage_options, index_dir=self.index_dir(where.url), **kwargs)
 
     def progress(self, label: str):
-        """A ``progress(phase, count)`` callback printing to stderr at most twice a second."""
-        return _Progress(label, self.stderr)
+        """The shared progress display on stderr (objstore.cli._progress.Progress): usable as a
+        ``progress(phase, count)`` callback and as a copy's reporter; silent unless stderr is
+        a terminal."""
+        from objstore.cli._progress import Progress
+
+        return Progress(label, self.stderr)
 
 
 @contextlib.contextmanager
@@ -136,23 +197,9 @@ def bad_url_is_usage(url: str):
         raise UsageError(f"cannot use {url!r}: {exc}") from None
 
 
-class _Progress:
-    def __init__(self, label: str, stream: TextIO, interval: float = 0.5):
-        import time
-
-        self._time = time.monotonic
-        self.label, self.stream, self.interval = label, stream, interval
-        self._last = self._time()
-        self.shown = False
-
-    def __call__(self, phase: str, count: int) -> None:
-        now = self._time()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        self.shown = True
-        self.stream.write(f"{self.label}: {phase} {count}\n")
-        self.stream.flush()
+def one_line(exc: BaseException) -> str:
+    """An error as one line (a server's multi-line message included)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A content-addressed provenance and cache store for workflow schedulers.",
     )
-    parser.add_argument("--repo", metavar="URL", help="repository URL (default: $OBJSTORE_REPO, "
-                        f"else the nearest {REPO_DIR}/ here or above)")
+    parser.add_argument("--repo", metavar="URL", help="repository URL, path, or the name of a remote "
+                        f"(default: $OBJSTORE_REPO, else the nearest {REPO_DIR}/ here or above)")
     parser.add_argument("--index-dir", metavar="DIR", help="local index directory (default: "
                         "$OBJSTORE_INDEX_DIR, else under ~/.cache/objstore)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -204,10 +251,10 @@ def main(
         return int(args.func(args, ctx) or 0)
     except UsageError as exc:
         parser.print_usage(stderr)
-        stderr.write(f"{PROG}: error: {exc}\n")
+        stderr.write(f"{PROG}: error: {one_line(exc)}\n")
         return 2
     except handled as exc:
-        stderr.write(f"{PROG}: error: {exc}\n")
+        stderr.write(f"{PROG}: error: {one_line(exc)}\n")
         return 1
     except KeyboardInterrupt:
         stderr.write(f"{PROG}: interrupted\n")
@@ -222,4 +269,4 @@ def main(
         return 141
 
 
-__all__ = ["main", "Context", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo"]
+__all__ = ["main", "Context", "Location", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo"]

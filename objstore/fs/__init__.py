@@ -145,6 +145,8 @@ def _is_transport_error(exc: BaseException) -> bool:
 def storage_error(path: str, exc: BaseException) -> StorageError:
     """The StorageError for a failure at ``path`` (for hot paths that cannot afford ``translate``)."""
     if isinstance(exc, OSError):
+        if exc.errno is None:  # OSError(None, msg) would print as "[Errno None] msg"
+            return StorageError(f"{path}: {exc.strerror or exc}")
         return StorageError(exc.errno, f"{path}: {exc.strerror or exc}")
     return StorageError(None, f"{path}: {type(exc).__name__}: {exc}")
 

@@ -53,6 +53,10 @@ class RecordKind:
 
     def verify(self, object_id: str, payload: bytes) -> None:
         """Recompute whatever the payload lets a reader recompute (ids); CorruptObject if off."""
+        self.verify_doc(object_id, self.decode(payload, object_id))
+
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
+        """``verify`` for a payload already decoded (a reader that needs the document anyway)."""
 
     def entries(self, object_id: str, doc: dict[str, Any]) -> list[IndexEntry]:
         """The index entries this record implies (beyond ("put", "objects", id, kind))."""
@@ -63,7 +67,12 @@ class RecordKind:
         return iter(())
 
     def to_export(self, object_id: str, payload: bytes, **context: Any) -> dict[str, Any]:
+        """The redun export record; ``doc=`` may pass the payload already decoded."""
         raise ValueError(f"kind {self.name!r} has no redun export record")
+
+    def doc_of(self, object_id: str, payload: bytes, context: dict[str, Any]) -> dict[str, Any]:
+        doc = context.get("doc")
+        return doc if isinstance(doc, dict) else self.decode(payload, object_id)
 
     def from_export(self, record: dict[str, Any]) -> tuple[ObjectId, bytes]:
         """(object_id, payload) of one redun export record of this kind; ids are validated."""

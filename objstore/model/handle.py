@@ -3,6 +3,8 @@ invalidated is mutable and lives in a ref (objstore.layout.handle_ref), not in t
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from objstore import hashing
@@ -25,14 +27,30 @@ def edge_id(parent_hash: str, child_hash: str) -> str:
     return hashing.hash_struct(["HandleEdge", parent_hash, child_hash])
 
 
+def encode_state(invalid: Iterable[str]) -> bytes:
+    """A handle name's state (its ref's bytes): the handle hashes a rollback invalidated."""
+    return json.dumps({"invalid": sorted(set(invalid))}, separators=(",", ":")).encode()
+
+
+def decode_state(raw: bytes) -> set[str] | None:
+    """The invalidated hashes a state holds; None when it is unreadable."""
+    try:
+        invalid = json.loads(raw)["invalid"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(invalid, list) or not all(isinstance(h, str) for h in invalid):
+        return None
+    return set(invalid)
+
+
 class Handle(RecordKind):
     name = HANDLE
 
     def encode(self, handle_hash: str, fullname: str, key: str, value_hash: str) -> bytes:
         return dump({"hash": handle_hash, "fullname": fullname, "key": key, "value_hash": value_hash})
 
-    def verify(self, object_id: str, payload: bytes) -> None:
-        if record_id(self.decode(payload, object_id)["hash"]) != object_id:
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
+        if record_id(doc["hash"]) != object_id:
             raise CorruptObject(object_id, "handle record id does not match its payload")
 
     def entries(self, object_id: str, doc: dict[str, Any]) -> list[IndexEntry]:
@@ -49,8 +67,7 @@ class HandleEdge(RecordKind):
     def encode(self, parent_hash: str, child_hash: str) -> bytes:
         return dump({"parent": parent_hash, "child": child_hash})
 
-    def verify(self, object_id: str, payload: bytes) -> None:
-        doc = self.decode(payload, object_id)
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
         if edge_id(doc["parent"], doc["child"]) != object_id:
             raise CorruptObject(object_id, "handle edge id does not match its payload")
 

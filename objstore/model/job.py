@@ -98,7 +98,7 @@ class Job(RecordKind):
         self, object_id: str, payload: bytes, *, job_children: list[str] | None = None,
         result_type: str | None = None, **context: Any,
     ) -> dict[str, Any]:
-        obj = self.decode(payload, object_id)
+        obj = self.doc_of(object_id, payload, context)
         return {
             **self.export_header(),
             "id": object_id,
@@ -152,7 +152,7 @@ class Execution(RecordKind):
             yield JOB, doc["job_id"]
 
     def to_export(self, object_id: str, payload: bytes, **context: Any) -> dict[str, Any]:
-        obj = self.decode(payload, object_id)
+        obj = self.doc_of(object_id, payload, context)
         return {**self.export_header(), "id": object_id, "args": obj["args"], "job_id": obj["job_id"]}
 
     def from_export(self, record: dict[str, Any]) -> tuple[ObjectId, bytes]:

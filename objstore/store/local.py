@@ -75,7 +75,15 @@ class LocalBlobStore(BlobStore):
         keys.sort()
         return keys
 
-    def _walk(self, directory: str, key: str, out: list[str]) -> None:
+    def list_sized(self, prefix: str) -> list[tuple[str, int]]:
+        top = self._prefix + prefix.strip("/")
+        found: list = []
+        with translate(top, passthrough=()):
+            self._walk(top, prefix.strip("/"), found, sized=True)
+        found.sort()
+        return found
+
+    def _walk(self, directory: str, key: str, out: list, *, sized: bool = False) -> None:
         try:
             entries = list(os.scandir(directory))
         except FileNotFoundError:
@@ -85,9 +93,14 @@ class LocalBlobStore(BlobStore):
                 continue
             child = f"{key}/{entry.name}" if key else entry.name
             if entry.is_dir(follow_symlinks=False):
-                self._walk(entry.path, child, out)
-            else:
+                self._walk(entry.path, child, out, sized=sized)
+            elif not sized:
                 out.append(child)
+            else:
+                try:
+                    out.append((child, entry.stat(follow_symlinks=False).st_size))
+                except FileNotFoundError:
+                    pass  # removed while we listed
 
     def open_read(self, key: str) -> BinaryIO | Missing:
         path = self._prefix + key
