@@ -1,7 +1,8 @@
 """Flushing: when buffered records are written, and the order they are written in.
 
 Write order, the promise that makes copying and concurrent readers safe: every object of the
-batch (its small ones as one pack), then its eval heads, then ONE journal segment naming what
+batch (its values of value_store_min_size bytes or more in the value store, when the repository
+has one; its small ones as one pack), then its eval heads, then ONE journal segment naming what
 the batch added, and only then the same entries into the local index. A reader that sees a
 journal entry or an eval head can therefore always fetch the objects behind it; a crash
 mid-flush leaves at worst a few unreferenced immutable objects; a failed flush keeps its batch
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from objstore import pack
 from objstore.index import Index
@@ -30,6 +32,9 @@ log = logging.getLogger("objstore.repo")
 # A flush packs its small objects when it has at least this many; a lone object stays loose,
 # where a reader without the journal entry still finds it by its path.
 PACK_MIN_OBJECTS = 2
+
+# (URL, store, min size) of the value store new big values go to, or None.
+ValueStoreTarget = tuple[str, ObjectStore, int] | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class Flusher:
         packs: Callable[[], bool],
         policy: FlushPolicy,
         lock: threading.Lock,
+        value_store: Callable[[], ValueStoreTarget] = lambda: None,
     ):
         self.buffer = buffer
         self.store = store
@@ -66,6 +72,7 @@ class Flusher:
         self.journal = journal
         self.index = index
         self.packs = packs
+        self.value_store = value_store
         self.policy = policy
         self._lock = lock  # one flush at a time, and never beside a journal refresh
         self._last = time.monotonic()
@@ -98,26 +105,34 @@ class Flusher:
     def _write(self, batch: Batch) -> tuple[str, list[IndexEntry]]:
         objects = batch.objects
         located: list[tuple[str, str, pack.Location]] = []
+        elsewhere: list[tuple[str, Any]] = []
         if objects:
             # Every buffered object is written, even one the index already lists: the index can
             # outlive the bytes (a lost pack, a partial copy), and writing again is the repair.
-            small = [
-                (oid, kind, payload)
-                for oid, (kind, payload, _) in objects.items()
-                if len(payload) <= pack.MAX_OBJECT_BYTES
-            ] if self.packs() else []
+            todo = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items()]
+            target = self.value_store()
+            if target is not None:
+                url, store, min_size = target
+                big = [item for item in todo if item[1] == "value" and len(item[2]) >= min_size]
+                if big:
+                    store.put_many(big)
+                    elsewhere = [(oid, url) for oid, _, _ in big]
+                    moved = {oid for oid, _ in elsewhere}
+                    todo = [item for item in todo if item[0] not in moved]
+            small = [item for item in todo if len(item[2]) <= pack.MAX_OBJECT_BYTES] if self.packs() else []
             if len(small) < PACK_MIN_OBJECTS:
                 small = []
             if small:
                 located = self.store.put_packed(small)
             packed = {oid for oid, _, _ in small}
-            loose = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items() if oid not in packed]
+            loose = [item for item in todo if item[0] not in packed]
             if loose:
                 self.store.put_many(loose)
         entries: list[IndexEntry] = [e for _, _, derived in objects.values() for e in derived]
         entries.extend(batch.notes)
         entries.extend(self.evals.write(batch.evals))
         entries.extend(("put", "packed", oid, loc.encode()) for oid, _, loc in located)
+        entries.extend(("put", "value_store", oid, url) for oid, url in elsewhere)
         listing = [[oid, kind] for oid, (kind, _, _) in objects.items()]
         segment = self.journal.write(listing, entries)
         return segment, journal_mod.index_entries(self.index, listing, entries)
@@ -190,4 +205,4 @@ class Flusher:
             self._worker = None
 
 
-__all__ = ["FlushPolicy", "Flusher", "PACK_MIN_OBJECTS"]
+__all__ = ["FlushPolicy", "Flusher", "PACK_MIN_OBJECTS", "ValueStoreTarget"]
