@@ -28,6 +28,10 @@ class Core:
         self.repo = repo
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        # Objects the index lists but a read found nowhere (a lost pack, a value its store lost):
+        # treated as absent, so the next record of one writes it again instead of trusting the
+        # index forever (repair by rewriting).
+        self._lost: set[str] = set()
 
     # -- index reads --------------------------------------------------------------------------
 
@@ -38,6 +42,8 @@ class Core:
         return self.repo.lookup_all(table, key)
 
     def has(self, object_id: str) -> bool:
+        if object_id in self._lost:
+            return False
         return self.lookup("objects", object_id) is not MISSING
 
     def kind_of(self, object_id: str) -> Any:
@@ -69,6 +75,7 @@ class Core:
         try:
             return self.get(object_id, kind)
         except ObjectNotFound:
+            self._lost.add(object_id)
             return MISSING
         except CorruptObject as exc:
             log.warning("objstore: ignoring corrupt object: %s", exc)
@@ -139,6 +146,7 @@ class Core:
     def add(self, kind: str, object_id: str, payload: bytes, entries: list[IndexEntry] | None = None) -> None:
         """Buffer an object; ``entries`` (from a kind's ``build``) spare re-parsing it."""
         self.repo.add(object_id, kind, payload, entries)
+        self._lost.discard(object_id)
         self._remember(object_id, kind, payload)
 
     def note(self, entries: list[IndexEntry]) -> None:

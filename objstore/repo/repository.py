@@ -91,6 +91,7 @@ class Repository:
         eval_files: bool | None = None,
         storage_options: dict | None = None,
         value_store_options: dict | None = None,
+        auto_compact: bool = True,
     ):
         self.url = url
         self.fs = fs
@@ -124,7 +125,7 @@ class Repository:
         self.compactor = Compactor(self.blobs, self.index, self.writer_id)
         self._lock = lock
         self._compacting: threading.Thread | None = None
-        self.auto_compact = True
+        self.auto_compact = auto_compact
         try:
             if self.index.meta_get("repo_id") != self.repo_id:
                 # New, foreign or schema-reset index: rebuild it from the journal.
@@ -160,6 +161,8 @@ class Repository:
         eval_files: bool | None = None,
         policy: FlushPolicy | None = None,
         value_store_options: dict | None = None,
+        migrate: bool | None = None,
+        auto_compact: bool = True,
     ) -> Repository:
         """Open the repository at ``url`` (``create``: init it when absent).
 
@@ -167,7 +170,9 @@ class Repository:
         fsync per flush); ``eval_files`` (default: only on shared storage) writes each eval
         head as a file under evals/ besides its journal entry; ``value_store_options`` are the
         fsspec options of the repository's value store (default: ``storage_options`` when it
-        is the same kind of storage as the repository, else none).
+        is the same kind of storage as the repository, else none). ``migrate``: upgrade the
+        format to this objstore's now (default: only a repository on this machine's own disk);
+        ``auto_compact``: compact the journal in the background past the compact_threshold.
         """
         policy = _policy({"durable": durable, "policy": policy})
         fsys, root = open_url(url, storage_options)
@@ -176,16 +181,18 @@ class Repository:
             if not create:
                 raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
             more: dict[str, Any] = {"index_dir": index_dir, "eval_files": eval_files, "policy": policy,
-                                    "value_store_options": value_store_options}  # fmt: skip
+                                    "value_store_options": value_store_options, "auto_compact": auto_compact}  # fmt: skip
             try:
                 return cls.init(url, storage_options, **more)
             except RepositoryExists:  # lost a creation race: open the winner's
                 return cls.open(url, storage_options, **more)
         repo = cls(
             url, fsys, root, doc, index_dir=index_dir, policy=policy, eval_files=eval_files,
-            storage_options=storage_options, value_store_options=value_store_options,
+            storage_options=storage_options, value_store_options=value_store_options, auto_compact=auto_compact,
         )  # fmt: skip
-        if fmt.version_of(doc) < fmt.FORMAT_VERSION and migrates_on_open(fsys, root):
+        if migrate is None:
+            migrate = migrates_on_open(fsys, root)
+        if fmt.version_of(doc) < fmt.FORMAT_VERSION and migrate:
             # A repository on this machine's own disk has no client of another objstore version
             # on another machine that could miss what this one writes: migrate it now. Shared
             # storage (buckets, network mounts) waits for `objstore db upgrade`, run once every

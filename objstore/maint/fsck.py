@@ -1,0 +1,434 @@
+"""fsck: verify everything a repository holds, and that the local index agrees with it.
+
+    objstore.json   parses, names this format, a version this objstore reads, sane settings
+    objects         every loose object (or a random ``sample`` of them): the frame checksum,
+                    the kind, the length, and the id where it can be recomputed
+    packs           the name is the content's hash; the toc parses; entries lie inside the
+                    pack, in order, without overlaps; each (sampled) entry verifies like a read
+    value stores    every value the journal places there is there (sampled ones verify)
+    journal         every segment and checkpoint parses and its entries are well formed
+    eval heads      each file holds a value hash; each head (file or journal) names a value
+                    the repository holds
+    handle refs     each holds handle state objstore can read
+    call nodes      (those verified) their result, arguments, upstream calls and children
+                    exist; a job's call node and an execution's root job too
+    index           after a refresh, everything the index lists is stored where it says, and
+                    everything stored is listed (else it is "unjournaled")
+
+Listings come from the repository itself (objstore.maint.inventory), never from the index: the
+index is one of the things checked. What is wrong goes into a Report, each problem naming its
+file and object; a foreign file (one objstore never writes) is a warning, and left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from objstore import codec, layout, model, pack
+from objstore import format as fmt
+from objstore.errors import CorruptObject, FormatError, ObjectNotFound, StorageError
+from objstore.fs import open_url
+from objstore.ids import is_hash
+from objstore.maint import inventory, salvage
+from objstore.maint.report import Report
+from objstore.missing import Missing
+from objstore.repo import Repository
+from objstore.repo import checkpoint as ckpt
+from objstore.repo import journal as jmod
+from objstore.repo.evals import parse_head
+from objstore.store import open_blobs
+
+log = logging.getLogger("objstore.maint")
+Progress = Callable[[str, int], None]
+_BATCH = 512
+
+
+@dataclass
+class Found:
+    """What fsck learned, for the checks after it and for repair."""
+
+    kinds: dict[str, str] = field(default_factory=dict)  # every stored object id -> its kind
+    toc: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # packed id -> (pack, offset, length)
+    bad_objects: dict[str, str] = field(default_factory=dict)  # id -> where the damaged copy is
+    good_copies: set[str] = field(default_factory=set)  # ids with a verified copy
+    damaged_packs: dict[str, list[salvage.Found]] = field(default_factory=dict)  # pack -> readable entries
+    bad_journal: list[str] = field(default_factory=list)
+    bad_evals: list[str] = field(default_factory=list)
+    value_stores: dict[str, set[str]] = field(default_factory=dict)  # url -> ids it holds
+    missing: list[str] = field(default_factory=list)  # listed by the index, stored nowhere
+    unjournaled: list[str] = field(default_factory=list)
+    index_disagrees: bool = False
+    decoded: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # verified metadata
+
+
+# -- objstore.json, before a repository can be opened -------------------------------------------
+
+
+def check_format_file(url: str, storage_options: dict | None, report: Report) -> dict[str, Any] | None:
+    """objstore.json as a document this objstore can use, or None (with the problem reported)."""
+    fs, root = open_url(url, storage_options)
+    raw = open_blobs(fs, root).read(layout.FORMAT_FILE)
+    if isinstance(raw, Missing):
+        report.error(layout.FORMAT_FILE, "missing", "the repository has no objstore.json")
+        return None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        report.error(layout.FORMAT_FILE, "corrupt", f"not valid JSON ({exc})")
+        return None
+    try:
+        return fmt.check(doc, layout.FORMAT_FILE)
+    except FormatError as exc:
+        report.error(layout.FORMAT_FILE, "corrupt", str(exc))
+        return None
+
+
+# -- the checks --------------------------------------------------------------------------------
+
+
+class Fsck:
+    def __init__(self, repo: Repository, report: Report, *, sample: float = 1.0, seed: int | None = None,
+                 progress: Progress | None = None):  # fmt: skip
+        if not 0.0 <= sample <= 1.0:
+            raise ValueError(f"--sample is a fraction between 0 and 1, not {sample}")
+        self.repo = repo
+        self.report = report
+        self.sample = sample
+        self.rng = random.Random(seed)
+        self.progress = progress
+        self.found = Found()
+        self.inv = inventory.Inventory()
+        self._done = 0
+
+    def _tick(self, phase: str, n: int = 1) -> None:
+        self._done += n
+        if self.progress:
+            self.progress(phase, self._done)
+
+    def _sampled(self) -> bool:
+        return self.sample >= 1.0 or self.rng.random() < self.sample
+
+    def run(self) -> Found:
+        self.inv = inventory.take(self.repo)
+        for key, why in self.inv.foreign:
+            self.report.warning(key, "foreign", f"{why}; objstore leaves it alone")
+        self.check_packs()
+        self.check_loose()
+        self.check_journal()
+        try:
+            self.repo.refresh()
+        except (StorageError, CorruptObject) as exc:
+            self.report.error("index", "unavailable", f"refreshing the index failed: {exc}")
+        self.check_value_stores()
+        self.check_index()
+        self.check_evals()
+        self.check_refs()
+        self.check_references()
+        return self.found
+
+    # -- packs and loose objects ----------------------------------------------------------------
+
+    def check_packs(self) -> None:
+        for name in sorted(self.inv.packs):
+            key = layout.pack_key(name)
+            data = self.repo.blobs.read(key)
+            if isinstance(data, Missing):
+                continue
+            self.report.count("packs")
+            intact = hashlib.sha256(data).hexdigest()[:40] + ".pack" == name
+            try:
+                toc = pack.parse(data, name=name)
+            except CorruptObject as exc:
+                self.report.error(key, "corrupt", f"its toc is unreadable ({exc.reason})")
+                self._salvage(name, data)
+                continue
+            problems = self._layout_problems(toc, data)
+            for why in problems:
+                self.report.error(key, "corrupt", why)
+            bad_here = 0
+            for oid, kind, loc in toc:
+                self.found.kinds.setdefault(oid, kind)
+                self.found.toc.setdefault(oid, (name, loc.offset, loc.length))
+                if not intact or self._sampled():
+                    try:
+                        got_kind, payload = pack.read_entry(oid, data[loc.offset : loc.offset + loc.length], expect_kind=kind)
+                        model.verify(got_kind, oid, payload)
+                    except CorruptObject as exc:
+                        self.report.error(key, "corrupt", f"entry at {loc.offset}: {exc.reason}", oid)
+                        self.found.bad_objects.setdefault(oid, key)
+                        bad_here += 1
+                        continue
+                    self.found.good_copies.add(oid)
+                    self._keep_meta(oid, got_kind, payload)
+                self._tick("objects")
+            if not intact and not bad_here and not problems:
+                self.report.error(key, "corrupt", "its bytes differ from what its name (their sha256) says, "
+                                  "though every entry still verifies")  # fmt: skip
+            if not intact or bad_here or problems:
+                self.found.damaged_packs[name] = salvage.scan(data)[0]
+
+    def _layout_problems(self, toc: list[tuple[str, str, pack.Location]], data: bytes) -> list[str]:
+        out = []
+        spans = sorted((loc.offset, loc.offset + loc.length, oid) for oid, _, loc in toc)
+        for (s0, e0, a), (s1, _, b) in zip(spans, spans[1:]):
+            if s1 < e0:
+                out.append(f"entries of {a} and {b} overlap ({s0}-{e0} and {s1}-)")
+        seen: set[str] = set()
+        for oid, _, _ in toc:
+            if oid in seen:
+                out.append(f"its toc lists {oid} twice")
+            seen.add(oid)
+        return out
+
+    def _salvage(self, name: str, data: bytes) -> None:
+        found, damaged = salvage.scan(data)
+        self.found.damaged_packs[name] = found
+        for entry in found:
+            self.found.kinds.setdefault(entry.object_id, entry.kind)
+            self.found.good_copies.add(entry.object_id)
+            self._keep_meta(entry.object_id, entry.kind, entry.payload)
+            self._tick("objects")
+        key = layout.pack_key(name)
+        for offset, why in damaged:
+            oid = why.split(":", 1)[0] if ":" in why else None
+            self.report.error(key, "corrupt", f"at {offset}: {why}", oid if oid and len(oid) >= 36 else None)
+            if oid and len(oid) >= 36:
+                self.found.bad_objects.setdefault(oid, key)
+        self.report.notes.append(f"{key}: {len(found)} entries readable without its toc")
+
+    def check_loose(self) -> None:
+        ids = sorted(self.inv.loose)
+        todo = [i for i in ids if self._sampled()]
+        for object_id in ids:
+            self.found.kinds.setdefault(object_id, "")
+        for start in range(0, len(todo), _BATCH):
+            batch = todo[start : start + _BATCH]
+            datas = self.repo.blobs.read_many(layout.object_key(i) for i in batch)
+            for object_id, data in zip(batch, datas):
+                if isinstance(data, Missing):
+                    continue
+                key = layout.object_key(object_id)
+                try:
+                    kind, payload = codec.decode(data, object_id=object_id)
+                    model.verify(kind, object_id, payload)
+                except CorruptObject as exc:
+                    self.report.error(key, "corrupt", exc.reason, object_id)
+                    self.found.bad_objects[object_id] = key
+                    continue
+                self.found.kinds[object_id] = kind
+                self.found.good_copies.add(object_id)
+                self._keep_meta(object_id, kind, payload)
+            self._tick("objects", len(batch))
+        self.report.count("loose objects", len(ids))
+
+    def _keep_meta(self, object_id: str, kind: str, payload: bytes) -> None:
+        if kind in (model.CALL, model.JOB, model.EXECUTION):
+            self.found.decoded[object_id] = (kind, payload)
+
+    # -- journal -------------------------------------------------------------------------------
+
+    def check_journal(self) -> None:
+        index = self.repo.index
+        for name in sorted(self.inv.journal):
+            key = layout.segment_key(name)
+            data = self.repo.blobs.read(key)
+            if isinstance(data, Missing):
+                continue
+            self.report.count("journal files")
+            try:
+                if layout.is_checkpoint_name(name):
+                    ckpt.parse(name, data)
+                    continue
+                listing, entries = jmod.decode(name, data)
+            except CorruptObject as exc:
+                self.report.error(key, "corrupt", exc.reason)
+                self.found.bad_journal.append(name)
+                continue
+            bad = 0
+            for e in entries:
+                try:
+                    index.check_entry(e)
+                except (ValueError, KeyError, TypeError):
+                    bad += 1
+            if bad:
+                self.report.warning(key, "malformed", f"{bad} of its {len(entries)} index entries are not ones "
+                                    "this objstore knows (readers skip them)")  # fmt: skip
+            del listing
+
+    # -- value stores, index agreement ---------------------------------------------------------
+
+    def check_value_stores(self) -> None:
+        by_url: dict[str, list[str]] = {}
+        for oid, url in self.repo.index.scan("value_store"):
+            by_url.setdefault(url, []).append(oid)
+        for url, ids in sorted(by_url.items()):
+            try:
+                store = self.repo.value_stores.store(url)
+                held = {layout.fanout_id(k[len(layout.OBJECTS) + 1 :]) for k in store.blobs.list_keys(layout.OBJECTS)}
+            except (ValueError, StorageError) as exc:
+                self.report.error(f"value store {url}", "unreachable", str(exc))
+                self.found.value_stores[url] = set()
+                continue
+            held.discard(None)
+            self.found.value_stores[url] = held  # type: ignore[assignment]
+            self.report.count("values in value stores", len(ids))
+            todo = [i for i in ids if i in held and self._sampled()]
+            for start in range(0, len(todo), _BATCH):
+                batch = todo[start : start + _BATCH]
+                for oid in batch:
+                    try:
+                        kind, payload = store.get(oid)
+                    except ObjectNotFound:
+                        continue
+                    except CorruptObject as exc:
+                        self.report.error(f"{url}/{layout.object_key(oid)}", "corrupt", exc.reason, oid)
+                        continue
+                    self.found.kinds.setdefault(oid, kind)
+                    self.found.good_copies.add(oid)
+                self._tick("objects", len(batch))
+            for oid in ids:
+                self.found.kinds.setdefault(oid, "value")
+                if oid not in held and oid not in self.inv.loose and oid not in self.found.toc:
+                    self.report.error(f"value store {url}", "missing", "the journal places this value there; it is "
+                                      "not there (a cache miss for every reader)", oid)  # fmt: skip
+                    self.found.missing.append(oid)
+
+    def check_index(self) -> None:
+        index, found = self.repo.index, self.found
+        stored = found.kinds
+        in_stores: set[str] = set().union(*found.value_stores.values()) if found.value_stores else set()
+        listed = 0
+        for oid, kind in index.scan("objects"):
+            listed += 1
+            have = stored.get(oid)
+            if have is None and oid not in in_stores:
+                self.report.error("journal", "missing", f"the journal names this {kind}; the repository holds "
+                                  "it nowhere", oid)  # fmt: skip
+                found.missing.append(oid)
+            elif have and have != kind:
+                self.report.error("index", "mismatch", f"the index says {kind}, the object is a {have}", oid)
+                found.index_disagrees = True
+        self.report.count("index entries", listed)
+        for oid, text in index.scan("packed"):
+            at = found.toc.get(oid)
+            if at is None:
+                if oid in self.inv.loose:
+                    continue  # unpacked since (a reader falls back to the loose file)
+                self.report.error("index", "mismatch", f"the index places it in {text}, no pack holds it", oid)
+                found.index_disagrees = True
+            elif f"{at[0]}:{at[1]}:{at[2]}" != text and at[0] not in found.damaged_packs:
+                name = text.partition(":")[0]
+                if name in self.inv.packs:
+                    continue  # a second copy (another writer packed it too): both serve
+                self.report.error("index", "mismatch", f"the index places it in {text}, which is gone; "
+                                  f"it is at {at[0]}:{at[1]}:{at[2]}", oid)  # fmt: skip
+                found.index_disagrees = True
+        known = {oid for oid, _ in index.scan("objects")}
+        for oid in sorted(set(stored) - known):
+            if oid in found.bad_objects and oid not in found.good_copies:
+                continue  # damaged and named by no journal: reported as corrupt already
+            self.report.warning(self._where(oid), "unjournaled", "stored, but no journal file names it (readers "
+                                "of other indexes may not find it)", oid)  # fmt: skip
+            found.unjournaled.append(oid)
+        unseen = [n for n in self.inv.journal if not index.has_segment(n) and n not in found.bad_journal]
+        if unseen:
+            self.report.error("index", "behind", f"{len(unseen)} journal file(s) not ingested (e.g. {unseen[0]})")
+            found.index_disagrees = True
+
+    # -- eval heads, refs, references ----------------------------------------------------------
+
+    def _exists(self, oid: str) -> bool:
+        if oid in self.found.kinds:
+            return True
+        return any(oid in ids for ids in self.found.value_stores.values())
+
+    def check_evals(self) -> None:
+        for eval_hash, entry in sorted(self.inv.evals.items()):
+            raw = self.repo.blobs.read(entry.key)
+            if isinstance(raw, Missing):
+                continue
+            self.report.count("eval head files")
+            try:
+                value = parse_head(eval_hash, raw)
+            except CorruptObject as exc:
+                self.report.error(entry.key, "corrupt", exc.reason)
+                self.found.bad_evals.append(eval_hash)
+                continue
+            if not self._exists(value):
+                self.report.error(entry.key, "missing", f"points at value {value}, which the repository does not hold "
+                                  "(a cache miss)")  # fmt: skip
+        heads = 0
+        for eval_hash, value in self.repo.index.scan("evals"):
+            heads += 1
+            if eval_hash in self.inv.evals:
+                continue
+            if not self._exists(value):
+                self.report.error("journal", "missing", f"eval head {eval_hash} points at value {value}, which the "
+                                  "repository does not hold (a cache miss)")  # fmt: skip
+        self.report.count("eval heads", heads)
+
+    def check_refs(self) -> None:
+        for _name, entry in sorted(self.inv.refs.items()):
+            raw = self.repo.blobs.read(entry.key)
+            if isinstance(raw, Missing):
+                continue
+            self.report.count("handle refs")
+            try:
+                state = json.loads(raw)
+                invalid = state["invalid"]
+                if not isinstance(invalid, list) or not all(isinstance(h, str) and is_hash(h) for h in invalid):
+                    raise ValueError("not a list of handle hashes")
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                self.report.error(entry.key, "corrupt", f"unreadable handle state ({exc}); readers treat every "
+                                  "handle of this name as valid")  # fmt: skip
+                continue
+            for handle_hash in invalid:
+                if isinstance(self.repo.index.get("handles", handle_hash), Missing):
+                    self.report.warning(entry.key, "unknown", f"invalidates handle {handle_hash}, which no handle "
+                                        "record names")  # fmt: skip
+
+    def check_references(self) -> None:
+        checked = 0
+        for oid, (kind, payload) in sorted(self.found.decoded.items()):
+            try:
+                doc = model.decode(kind, payload, oid)
+                edges = list(model.edges(kind, oid, doc))
+            except (CorruptObject, KeyError, TypeError) as exc:
+                self.report.error(layout.object_key(oid), "corrupt", f"malformed {kind}: {exc}", oid)
+                continue
+            checked += 1
+            for target_kind, target in edges:
+                if target_kind == model.TASK:
+                    continue  # a task is known by its hash; redun does not always record it as a value
+                if not self._exists(target) and not self._running(target_kind, target):
+                    self.report.error(self._where(oid), "missing", f"{kind} refers to {target_kind} {target}, which "
+                                      "the repository does not hold", oid)  # fmt: skip
+        self.report.count("references checked", checked)
+
+    def _running(self, kind: str, target: str) -> bool:
+        # A job known only from its start note (still running, or its worker died) is no object yet.
+        return kind == model.JOB and not isinstance(self.repo.index.get("job_start", target), Missing)
+
+    def _where(self, oid: str) -> str:
+        if oid in self.inv.loose:
+            return layout.object_key(oid)
+        if oid in self.found.toc:
+            return layout.pack_key(self.found.toc[oid][0])
+        return "objects"
+
+
+def fsck(repo: Repository, *, sample: float = 1.0, seed: int | None = None,
+         progress: Progress | None = None, report: Report | None = None) -> tuple[Report, Found]:  # fmt: skip
+    report = report or Report(repo.url)
+    found = Fsck(repo, report, sample=sample, seed=seed, progress=progress).run()
+    report.checked["objects"] = len(found.kinds)
+    return report, found
+
+
+__all__ = ["fsck", "Fsck", "Found", "check_format_file"]
