@@ -8,8 +8,8 @@ import os
 import shutil
 
 import pytest
-
 from maint_helpers import cli, library, make_env, out, populate, snapshot, value
+
 from objstore import codec, hashing, layout
 from objstore.errors import FormatError
 from objstore.repo import Repository

@@ -82,6 +82,12 @@ def check_format_file(url: str, storage_options: dict | None, report: Report) ->
     except (ValueError, UnicodeDecodeError) as exc:
         report.error(layout.FORMAT_FILE, "corrupt", f"not valid JSON ({exc})")
         return None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and isinstance(version, list) and version and isinstance(version[0], int):
+        if doc.get("format") == fmt.FORMAT_NAME and not fmt.compatible((version[0], 0)):
+            fmt.check(doc, url)  # a version this objstore must not touch: refused, never "repaired"
+    if isinstance(doc, dict) and isinstance(doc.get("format"), str) and doc["format"] != fmt.FORMAT_NAME:
+        fmt.check(doc, url)  # somebody else's file: not ours to rewrite
     try:
         return fmt.check(doc, layout.FORMAT_FILE)
     except FormatError as exc:

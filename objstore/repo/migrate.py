@@ -85,7 +85,12 @@ def migrate(repo: Repository, target: fmt.Version, *, progress: Progress | None 
     steps = fmt.path(fmt.version_of(repo.format), target)
     done = []
     for source, dest in steps:
-        what = STEPS[(source, dest)](repo, progress)
+        try:
+            what = STEPS[(source, dest)](repo, progress)
+        except FormatError as exc:
+            if done:
+                raise FormatError(f"{exc} [the repository stays at {fmt.show(source)}]") from None
+            raise
         repo.write_format(fmt.with_version(repo.format, dest, origin))
         log.info("%s: format %s -> %s: %s", repo.url, fmt.show(source), fmt.show(dest), what)
         done.append(f"{fmt.show(source)} -> {fmt.show(dest)}: {what}")
