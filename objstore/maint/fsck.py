@@ -64,6 +64,7 @@ class Found:
     missing: list[str] = field(default_factory=list)  # listed by the index, stored nowhere
     unjournaled: list[str] = field(default_factory=list)
     index_disagrees: bool = False
+    journaled: set[str] = field(default_factory=set)  # every id a readable journal file lists
     decoded: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # verified metadata
 
 
@@ -249,13 +250,19 @@ class Fsck:
             self.report.count("journal files")
             try:
                 if layout.is_checkpoint_name(name):
-                    ckpt.parse(name, data)
+                    _, blocks = ckpt.parse(name, data)
+                    for block in blocks:
+                        if block.table == "objects":
+                            self.found.journaled.update(k.decode() for k in block.keys)
                     continue
                 listing, entries = jmod.decode(name, data)
             except CorruptObject as exc:
                 self.report.error(key, "corrupt", exc.reason)
                 self.found.bad_journal.append(name)
                 continue
+            self.found.journaled.update(oid for oid, _ in listing)
+            self.found.journaled.update(e[2] for e in entries
+                                        if isinstance(e, list) and len(e) == 4 and e[:2] == ["put", "objects"])  # fmt: skip
             bad = 0
             for e in entries:
                 try:
@@ -265,7 +272,6 @@ class Fsck:
             if bad:
                 self.report.warning(key, "malformed", f"{bad} of its {len(entries)} index entries are not ones "
                                     "this objstore knows (readers skip them)")  # fmt: skip
-            del listing
 
     # -- value stores, index agreement ---------------------------------------------------------
 
@@ -335,7 +341,7 @@ class Fsck:
                 self.report.error("index", "mismatch", f"the index places it in {text}, which is gone; "
                                   f"it is at {at[0]}:{at[1]}:{at[2]}", oid)  # fmt: skip
                 found.index_disagrees = True
-        known = {oid for oid, _ in index.scan("objects")}
+        known = found.journaled
         for oid in sorted(set(stored) - known):
             if oid in found.bad_objects and oid not in found.good_copies:
                 continue  # damaged and named by no journal: reported as corrupt already

@@ -5,15 +5,17 @@
                         removed once the checkpoint covering them is older than the grace period
     packs               a pack retired by repack/unpack (its objects live elsewhere now) once the
                         retirement is older than the grace period; a pack no journal entry names
-                        (a crashed flush's) once the file is, and only if each of its objects is
-                        also somewhere else
+                        (a crashed flush's) once the file is older than the grace period and an
+                        hour, and only if each of its objects is also somewhere else
     --prune             values and call nodes nothing reachable from executions, eval heads,
                         tags and handles refers to, older than the grace period: their index
                         entries are journaled away first, then their files (or pack entries,
                         by a repack without them, or value-store files) are removed
 
 The grace period is what keeps a live writer safe: a temp file being written, a pack whose
-journal segment is being written, an object a running job will reference, are all younger.
+journal segment is being written, an object a running job will reference, are all younger. On
+this machine's own disk a temp file is also kept while the process that writes it runs (its
+pid is in its name), so even `--grace 0` never takes a file from under a live writer.
 """
 
 from __future__ import annotations
@@ -27,16 +29,21 @@ from dataclasses import dataclass, field
 
 from objstore import layout, model
 from objstore.errors import StorageError
+from objstore.fs import is_memory, temp_writer_alive
 from objstore.maint import inventory, reach
 from objstore.maint.repack import RepackResult, repack
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import Repository, relocate
 from objstore.repo.compaction import survey
+from objstore.repo.repository import migrates_on_open
 
 log = logging.getLogger("objstore.maint")
 Progress = Callable[[str, int], None]
 _READONLY = {errno.EACCES, errno.EROFS, errno.EPERM}
+# A pack no journal entry names is removed only this old, whatever --grace says: a flush that
+# wrote its pack and is writing its segment looks exactly like a crashed one.
+ORPHAN_MIN_AGE = 3600.0
 
 
 class ReadOnlyRepository(StorageError):
@@ -54,6 +61,7 @@ class GcResult:
     journal_retired: list[str] = field(default_factory=list)
     packs_removed: list[str] = field(default_factory=list)
     packs_kept: int = 0
+    prune: bool = False
     pruned: dict[str, list[str]] = field(default_factory=dict)  # kind -> ids
     prune_repack: RepackResult | None = None
     notes: list[str] = field(default_factory=list)
@@ -69,7 +77,7 @@ class GcResult:
         out.append(f"{would} {len(self.journal_retired)} journal file(s) a checkpoint covers")
         out.append(f"{would} {len(self.packs_removed)} retired or orphaned pack(s)"
                    + (f" (kept {self.packs_kept} still in their grace period)" if self.packs_kept else ""))  # fmt: skip
-        if self.pruned or self.prune_repack is not None:
+        if self.prune:
             counts = ", ".join(f"{len(ids)} {kind}(s)" for kind, ids in sorted(self.pruned.items())) or "nothing"
             out.append(f"{'would prune' if self.dry_run else 'pruned'} {counts} nothing reachable refers to")
         out.extend(self.notes)
@@ -98,7 +106,7 @@ def gc(
     prune: bool = False,
     progress: Progress | None = None,
 ) -> GcResult:
-    result = GcResult(dry_run, grace)
+    result = GcResult(dry_run, grace, prune=prune)
     if not dry_run:
         check_writable(repo)
         repo.flush()
@@ -114,7 +122,11 @@ def gc(
 
 
 def _temp(repo: Repository, inv: inventory.Inventory, result: GcResult, now: float) -> None:
-    old = [key for key, mtime in inv.temp if now - mtime >= result.grace]
+    # On this machine's own disk every writer is a process here: one still running keeps its
+    # temp files whatever the grace period (even 0). Elsewhere only the grace period can tell.
+    mine = migrates_on_open(repo.fs, repo.root) and not is_memory(repo.fs)
+    old = [key for key, mtime in inv.temp
+           if now - mtime >= result.grace and not (mine and temp_writer_alive(key))]  # fmt: skip
     result.temp_kept = len(inv.temp) - len(old)
     result.temp = old
     if not result.dry_run:
@@ -145,14 +157,19 @@ def _journal(repo: Repository, result: GcResult) -> None:
         repo.compactor.retire(retire)
 
 
-def _elsewhere(repo: Repository, inv: inventory.Inventory, name: str, located: dict[str, str]) -> bool:
-    """Whether every object of pack ``name`` is also loose, in another pack or a value store."""
+def _elsewhere(repo: Repository, inv: inventory.Inventory, name: str, located: dict[str, str], *, retired: bool) -> bool:
+    """Whether every object of pack ``name`` is also loose, in another pack or a value store
+    (for a retired pack: every object the index still lists; one it does not was pruned)."""
     try:
         toc, _ = repo.store.read_pack(name)
     except Exception:  # noqa: BLE001 - unreadable: keep it, fsck says why
         return False
-    stored_at = repo.index.get_many("value_store", [oid for oid, _, _ in toc])
-    for (oid, _, _), url in zip(toc, stored_at):
+    ids = [oid for oid, _, _ in toc]
+    stored_at = repo.index.get_many("value_store", ids)
+    listed = repo.index.get_many("objects", ids)
+    for (oid, _, _), url, kind in zip(toc, stored_at, listed):
+        if retired and isinstance(kind, Missing):
+            continue
         loc = located.get(oid)
         if loc is not None and not loc.startswith(name + ":") and loc.partition(":")[0] in inv.packs:
             continue
@@ -176,14 +193,16 @@ def _packs(repo: Repository, inv: inventory.Inventory, result: GcResult, now: fl
             if now - max(since, 0.0) < result.grace:
                 result.packs_kept += 1
                 continue
-        elif now - entry.mtime < result.grace:
-            result.packs_kept += 1  # maybe a flush whose journal segment is being written
+        elif now - entry.mtime < max(result.grace, ORPHAN_MIN_AGE):
+            # Named by no journal entry and not retired: a crashed flush's, or one whose journal
+            # segment is being written right now, which look the same; only age tells them apart.
+            result.packs_kept += 1
             continue
         elif unreadable:
             # An unreadable journal file may be the one naming this pack: keep it.
             result.packs_kept += 1
             continue
-        if not _elsewhere(repo, inv, name, located):
+        if not _elsewhere(repo, inv, name, located, retired=stamp is not None):
             result.packs_kept += 1
             result.notes.append(f"kept pack {name}: it holds objects found nowhere else (see `objstore fsck`)")
             continue

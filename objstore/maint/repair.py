@@ -37,6 +37,7 @@ from objstore.maint.report import Report
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import Repository, relocate
+from objstore.repo.repository import migrates_on_open
 from objstore.store import BlobStore, open_blobs
 
 log = logging.getLogger("objstore.maint")
@@ -205,7 +206,8 @@ def _why_not(what: str) -> str:
 
 def rebuild_format(url: str, storage_options: dict | None, index_dir: Any) -> tuple[dict[str, Any], str]:
     """A new objstore.json for a repository whose own is missing or damaged: its repo_id from
-    the local index when it has one, its version the oldest the data needs."""
+    the local index when it has one; its version this objstore's for a repository on this
+    machine's disk, else the oldest its data needs (so no older client is locked out)."""
     fs, root = open_url(url, storage_options)
     blobs = open_blobs(fs, root)
     repo_id = None
@@ -219,7 +221,9 @@ def rebuild_format(url: str, storage_options: dict | None, index_dir: Any) -> tu
     except Exception:  # noqa: BLE001 - no usable index: a new identity
         repo_id = None
     journal = blobs.list_names(layout.JOURNAL)
-    if any(layout.is_checkpoint_name(n) for n in journal):
+    if migrates_on_open(fs, root):
+        version = fmt.FORMAT_VERSION  # opening it would migrate it there anyway
+    elif any(layout.is_checkpoint_name(n) for n in journal):
         version = fmt.CHECKPOINTS
     elif blobs.list_names(layout.PACKS):
         version = fmt.SETTINGS

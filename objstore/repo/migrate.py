@@ -83,7 +83,7 @@ def migrate(repo: Repository, target: fmt.Version, *, progress: Progress | None 
     repo.reload_format()
     origin = list(repo.format["version"])
     steps = fmt.path(fmt.version_of(repo.format), target)
-    done = []
+    done: list[str] = []
     for source, dest in steps:
         try:
             what = STEPS[(source, dest)](repo, progress)
