@@ -12,6 +12,7 @@ Durable mode flushes in the foreground at every job end.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import weakref
@@ -58,6 +59,22 @@ def _register_atexit(backend: ObjstoreBackend) -> None:
             _atexit_registered = True
 
 
+def _json_option(config: Any, key: str) -> dict | None:
+    """A [backend] key holding a JSON object of fsspec options (endpoints, credentials)."""
+    raw = config.get(key) if config else None
+    if not raw:
+        return None
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"[backend] {key} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"[backend] {key} must be a JSON object")
+    return value
+
+
 class ObjstoreBackend(RedunBackend):
     """A drop-in redun backend storing provenance and caches in an objstore repository."""
 
@@ -80,7 +97,9 @@ class ObjstoreBackend(RedunBackend):
         config = config if config is not None else {}
         self.logger = logger or log
         self.url = repo.url if repo is not None else resolve_url(url, config)
-        self.storage_options = storage_options
+        self.storage_options = storage_options if storage_options is not None else _json_option(config, "objstore_storage_options")
+        # The repository's value store (its URL is a repository setting); its fsspec options.
+        self.value_store_options = _json_option(config, "objstore_value_store_options")
         self.index_dir = index_dir or config.get("objstore_index_dir") or None
         self.durable = truthy(durable if durable is not None else config.get("objstore_durable", False))
         self.max_value_size = int(
@@ -113,7 +132,8 @@ class ObjstoreBackend(RedunBackend):
                         durable=self.durable, max_items=self.flush_every, interval=self.flush_interval
                     )
                     repo = Repository.open(
-                        self.url, self.storage_options, index_dir=self.index_dir, create=True, policy=policy
+                        self.url, self.storage_options, index_dir=self.index_dir, create=True, policy=policy,
+                        value_store_options=self.value_store_options,
                     )
                     self._repo = repo
                 self._prov = Provenance(repo, max_value_size=self.max_value_size)

@@ -4,6 +4,8 @@
     objstore_url = s3://bucket/repo        # or: db_uri = objstore+s3://bucket/repo
     objstore_index_dir = …                 # default: objstore.repo.default_index_dir(url)
     objstore_durable = true                # fsync every flush, flush at every job end
+    objstore_storage_options = {"endpoint_url": …}        # JSON: fsspec options of the repository
+    objstore_value_store_options = {"endpoint_url": …}    # JSON: of its value store (format 2.1)
 """
 
 from __future__ import annotations
