@@ -410,3 +410,16 @@ def test_unpack_and_never_pack(repo_dir, tmp_path):
         assert cli(["cat-object", "--raw", oid], tmp_path, env, check=0).stdout == payload
     assert cli(["fsck"], tmp_path, env).returncode == 0
     assert pack.MAGIC  # (the format module is what the loose files replaced)
+
+
+def test_fsck_in_worker_processes_reports_what_one_process_reports(repo_dir, tmp_path):
+    repo, env = repo_dir
+    with library(str(repo), env) as r:
+        made = populate(r, flushes=20)
+    damage.damage_object(str(repo), made[5][0], "corrupt")
+    one = fsck_json(tmp_path, env, "--jobs", "1")
+    two = fsck_json(tmp_path, env, "--jobs", "2")
+    assert one[0] == two[0] == 1
+    strip = lambda doc: sorted((p["where"], p["what"], p["object"]) for p in doc["problems"])  # noqa: E731
+    assert strip(one[1]) == strip(two[1]) and any(p[2] == made[5][0] for p in strip(one[1]))
+    assert one[1]["checked"] == two[1]["checked"]

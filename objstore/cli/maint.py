@@ -34,6 +34,8 @@ def register(sub) -> None:
                    help="verify a random fraction of the objects (every pack toc, journal file, head and ref is "
                         "still checked)")
     p.add_argument("--seed", type=int, default=None, help=argparse_suppress())
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes verifying packs (default: one per core when there are many packs)")
     p.add_argument("--repair", action="store_true",
                    help="rebuild what is derivable (index, eval heads, journal entries from a full scan), move "
                         "damaged files to lost+found/, and say what cannot be repaired")
@@ -102,7 +104,7 @@ def cmd_fsck(args, ctx) -> int:
     progress = ctx.progress("fsck")
     with _open(ctx, url=url) as repo:
         t0 = time.monotonic()
-        report, found = fsck(repo, sample=args.sample, seed=args.seed, progress=progress, report=report)
+        report, found = fsck(repo, sample=args.sample, seed=args.seed, progress=progress, report=report, jobs=args.jobs)
         seconds = time.monotonic() - t0
         after = None
         if args.repair and (report.errors or found.unjournaled or found.bad_evals):
@@ -112,7 +114,7 @@ def cmd_fsck(args, ctx) -> int:
                 report.notes.append(f"cannot repair: {exc}")
             else:
                 report.notes.extend(f"repair: {line}" for line in done)
-                after, _ = fsck(repo, sample=args.sample, seed=args.seed, progress=progress)
+                after, _ = fsck(repo, sample=args.sample, seed=args.seed, progress=progress, jobs=args.jobs)
     report.notes.append(f"fsck took {seconds:.2f}s ({report.checked.get('objects', 0) / max(seconds, 1e-9):,.0f} objects/s)")
     return _print_fsck(ctx, args, report, after)
 

@@ -22,25 +22,26 @@ file and object; a foreign file (one objstore never writes) is a warning, and le
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import logging
+import multiprocessing
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from objstore import codec, layout, model, pack
+from objstore import codec, layout, model
 from objstore import format as fmt
 from objstore.errors import CorruptObject, FormatError, ObjectNotFound, StorageError
-from objstore.fs import open_url
+from objstore.fs import is_local, open_url
 from objstore.ids import is_hash
-from objstore.maint import inventory, salvage
+from objstore.maint import inventory, salvage, verify
 from objstore.maint.report import Report
 from objstore.missing import Missing
 from objstore.repo import Repository
-from objstore.repo import checkpoint as ckpt
-from objstore.repo import journal as jmod
 from objstore.repo.evals import parse_head
 from objstore.store import open_blobs
 
@@ -65,7 +66,7 @@ class Found:
     unjournaled: list[str] = field(default_factory=list)
     index_disagrees: bool = False
     journaled: set[str] = field(default_factory=set)  # every id a readable journal file lists
-    decoded: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # verified metadata
+    edges: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)  # verified call/job/exec
 
 
 # -- objstore.json, before a repository can be opened -------------------------------------------
@@ -98,15 +99,20 @@ def check_format_file(url: str, storage_options: dict | None, report: Report) ->
 
 # -- the checks --------------------------------------------------------------------------------
 
+def _pack_at(url: str, options: dict | None, name: str, *, sample: float, seed: int | None) -> verify.PackCheck:
+    return verify.verify_pack_at(url, options, name, sample, seed)
+
 
 class Fsck:
     def __init__(self, repo: Repository, report: Report, *, sample: float = 1.0, seed: int | None = None,
-                 progress: Progress | None = None):  # fmt: skip
+                 progress: Progress | None = None, jobs: int | None = None):  # fmt: skip
         if not 0.0 <= sample <= 1.0:
             raise ValueError(f"--sample is a fraction between 0 and 1, not {sample}")
         self.repo = repo
         self.report = report
         self.sample = sample
+        self.seed = seed
+        self.jobs = jobs
         self.rng = random.Random(seed)
         self.progress = progress
         self.found = Found()
@@ -142,72 +148,68 @@ class Fsck:
     # -- packs and loose objects ----------------------------------------------------------------
 
     def check_packs(self) -> None:
-        for name in sorted(self.inv.packs):
-            key = layout.pack_key(name)
-            data = self.repo.blobs.read(key)
-            if isinstance(data, Missing):
+        names = sorted(self.inv.packs)
+        for check in self._pack_checks(names):
+            if check.missing:
                 continue
             self.report.count("packs")
-            intact = hashlib.sha256(data).hexdigest()[:40] + ".pack" == name
-            try:
-                toc = pack.parse(data, name=name)
-            except CorruptObject as exc:
-                self.report.error(key, "corrupt", f"its toc is unreadable ({exc.reason})")
-                self._salvage(name, data)
-                continue
-            problems = self._layout_problems(toc, data)
-            for why in problems:
-                self.report.error(key, "corrupt", why)
-            bad_here = 0
-            for oid, kind, loc in toc:
-                self.found.kinds.setdefault(oid, kind)
-                self.found.toc.setdefault(oid, (name, loc.offset, loc.length))
-                if not intact or self._sampled():
-                    try:
-                        got_kind, payload = pack.read_entry(oid, data[loc.offset : loc.offset + loc.length], expect_kind=kind)
-                        model.verify(got_kind, oid, payload)
-                    except CorruptObject as exc:
-                        self.report.error(key, "corrupt", f"entry at {loc.offset}: {exc.reason}", oid)
-                        self.found.bad_objects.setdefault(oid, key)
-                        bad_here += 1
-                        continue
-                    self.found.good_copies.add(oid)
-                    self._keep_meta(oid, got_kind, payload)
-                self._tick("objects")
-            if not intact and not bad_here and not problems:
-                self.report.error(key, "corrupt", "its bytes differ from what its name (their sha256) says, "
-                                  "though every entry still verifies")  # fmt: skip
-            if not intact or bad_here or problems:
-                self.found.damaged_packs[name] = salvage.scan(data)[0]
+            self._record_pack(check)
+            self._tick("objects", len(check.toc))
 
-    def _layout_problems(self, toc: list[tuple[str, str, pack.Location]], data: bytes) -> list[str]:
-        out = []
-        spans = sorted((loc.offset, loc.offset + loc.length, oid) for oid, _, loc in toc)
-        for (s0, e0, a), (s1, _, b) in zip(spans, spans[1:]):
-            if s1 < e0:
-                out.append(f"entries of {a} and {b} overlap ({s0}-{e0} and {s1}-)")
-        seen: set[str] = set()
-        for oid, _, _ in toc:
-            if oid in seen:
-                out.append(f"its toc lists {oid} twice")
-            seen.add(oid)
-        return out
+    def _pack_checks(self, names: list[str]) -> Iterator[verify.PackCheck]:
+        at = functools.partial(_pack_at, sample=self.sample, seed=self.seed)
+        here = functools.partial(verify.verify_pack, sample=self.sample, seed=self.seed)
+        return self._map(names, at, here, layout.pack_key)
 
-    def _salvage(self, name: str, data: bytes) -> None:
-        found, damaged = salvage.scan(data)
-        self.found.damaged_packs[name] = found
-        for entry in found:
-            self.found.kinds.setdefault(entry.object_id, entry.kind)
-            self.found.good_copies.add(entry.object_id)
-            self._keep_meta(entry.object_id, entry.kind, entry.payload)
-            self._tick("objects")
-        key = layout.pack_key(name)
-        for offset, why in damaged:
-            oid = why.split(":", 1)[0] if ":" in why else None
-            self.report.error(key, "corrupt", f"at {offset}: {why}", oid if oid and len(oid) >= 36 else None)
-            if oid and len(oid) >= 36:
-                self.found.bad_objects.setdefault(oid, key)
-        self.report.notes.append(f"{key}: {len(found)} entries readable without its toc")
+    def _map(self, names: list[str], at: Callable[..., Any], here: Callable[..., Any], key: Callable[[str], str]) -> Iterator[Any]:
+        """``here(name, bytes)`` for each name, or ``at(url, options, name)`` in worker processes."""
+        workers = self._workers(len(names))
+        if workers <= 1:
+            # Remote files are fetched a few at a time (concurrent GETs), checked here.
+            step = 1 if is_local(self.repo.fs) else 16
+            for start in range(0, len(names), step):
+                batch = names[start : start + step]
+                for name, data in zip(batch, self.repo.blobs.read_many(key(n) for n in batch)):
+                    if not isinstance(data, Missing):
+                        yield here(name, data)
+            return
+        # Forked workers, each reading and checking whole files: only for a local directory,
+        # where a child needs nothing of this process but the path (no event loop, no index).
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            n = len(names)
+            yield from pool.map(at, [self.repo.url] * n, [self.repo.storage_options] * n, names,
+                                chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
+
+    def _workers(self, packs: int) -> int:
+        if not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():
+            return 1
+        if self.jobs is not None:
+            return max(self.jobs, 1)
+        if packs < 16:
+            return 1  # not worth starting processes for
+        return min(os.cpu_count() or 1, 8)
+
+    def _record_pack(self, check: verify.PackCheck) -> None:
+        found, key = self.found, layout.pack_key(check.name)
+        kinds, toc = found.kinds, found.toc
+        for oid, kind, offset, length in check.toc:
+            if oid not in kinds:
+                kinds[oid] = kind
+            if oid not in toc:
+                toc[oid] = (check.name, offset, length)
+        found.good_copies.update(check.good)
+        for oid in check.bad:
+            found.bad_objects.setdefault(oid, key)
+        for oid, kind, edges in check.edges:
+            found.edges[oid] = (kind, edges)
+        for detail, damaged in check.errors:
+            self.report.error(key, "corrupt", detail, damaged)
+        if check.salvaged is not None:
+            found.damaged_packs[check.name] = check.salvaged
+            if check.toc_unreadable:
+                self.report.notes.append(f"{key}: {len(check.salvaged)} entries readable without its toc")
+        self.report.count("objects verified", check.verified)
 
     def check_loose(self) -> None:
         ids = sorted(self.inv.loose)
@@ -230,48 +232,35 @@ class Fsck:
                     continue
                 self.found.kinds[object_id] = kind
                 self.found.good_copies.add(object_id)
-                self._keep_meta(object_id, kind, payload)
+                self._keep_edges(key, object_id, kind, payload)
             self._tick("objects", len(batch))
         self.report.count("loose objects", len(ids))
+        self.report.count("objects verified", len(todo))
 
-    def _keep_meta(self, object_id: str, kind: str, payload: bytes) -> None:
-        if kind in (model.CALL, model.JOB, model.EXECUTION):
-            self.found.decoded[object_id] = (kind, payload)
+    def _keep_edges(self, where: str, object_id: str, kind: str, payload: bytes) -> None:
+        if kind in verify.FOLLOWED:
+            try:
+                self.found.edges[object_id] = (kind, verify.edges_of(kind, object_id, payload))
+            except CorruptObject as exc:
+                self.report.error(where, "corrupt", exc.reason, object_id)
 
     # -- journal -------------------------------------------------------------------------------
 
     def check_journal(self) -> None:
-        index = self.repo.index
-        for name in sorted(self.inv.journal):
-            key = layout.segment_key(name)
-            data = self.repo.blobs.read(key)
-            if isinstance(data, Missing):
+        names = sorted(self.inv.journal)
+        for check in self._map(names, verify.verify_journal_at, verify.verify_journal, layout.segment_key):
+            if check.missing:
                 continue
+            key = layout.segment_key(check.name)
             self.report.count("journal files")
-            try:
-                if layout.is_checkpoint_name(name):
-                    _, blocks = ckpt.parse(name, data)
-                    for block in blocks:
-                        if block.table == "objects":
-                            self.found.journaled.update(k.decode() for k in block.keys)
-                    continue
-                listing, entries = jmod.decode(name, data)
-            except CorruptObject as exc:
-                self.report.error(key, "corrupt", exc.reason)
-                self.found.bad_journal.append(name)
+            if check.reason is not None:
+                self.report.error(key, "corrupt", check.reason)
+                self.found.bad_journal.append(check.name)
                 continue
-            self.found.journaled.update(oid for oid, _ in listing)
-            self.found.journaled.update(e[2] for e in entries
-                                        if isinstance(e, list) and len(e) == 4 and e[:2] == ["put", "objects"])  # fmt: skip
-            bad = 0
-            for e in entries:
-                try:
-                    index.check_entry(e)
-                except (ValueError, KeyError, TypeError):
-                    bad += 1
-            if bad:
-                self.report.warning(key, "malformed", f"{bad} of its {len(entries)} index entries are not ones "
-                                    "this objstore knows (readers skip them)")  # fmt: skip
+            self.found.journaled.update(check.ids)
+            if check.malformed:
+                self.report.warning(key, "malformed", f"{check.malformed} of its {check.entries} index entries are "
+                                    "not ones this objstore knows (readers skip them)")  # fmt: skip
 
     # -- value stores, index agreement ---------------------------------------------------------
 
@@ -407,13 +396,7 @@ class Fsck:
 
     def check_references(self) -> None:
         checked = 0
-        for oid, (kind, payload) in sorted(self.found.decoded.items()):
-            try:
-                doc = model.decode(kind, payload, oid)
-                edges = list(model.edges(kind, oid, doc))
-            except (CorruptObject, KeyError, TypeError) as exc:
-                self.report.error(layout.object_key(oid), "corrupt", f"malformed {kind}: {exc}", oid)
-                continue
+        for oid, (kind, edges) in sorted(self.found.edges.items()):
             checked += 1
             for target_kind, target in edges:
                 if target_kind == model.TASK:
@@ -435,10 +418,11 @@ class Fsck:
         return "objects"
 
 
-def fsck(repo: Repository, *, sample: float = 1.0, seed: int | None = None,
-         progress: Progress | None = None, report: Report | None = None) -> tuple[Report, Found]:  # fmt: skip
+def fsck(repo: Repository, *, sample: float = 1.0, seed: int | None = None, progress: Progress | None = None,
+         report: Report | None = None, jobs: int | None = None) -> tuple[Report, Found]:  # fmt: skip
+    """Check ``repo``; ``jobs``: processes verifying packs (default: one per core for 16+ packs)."""
     report = report or Report(repo.url)
-    found = Fsck(repo, report, sample=sample, seed=seed, progress=progress).run()
+    found = Fsck(repo, report, sample=sample, seed=seed, progress=progress, jobs=jobs).run()
     report.checked["objects"] = len(found.kinds)
     return report, found
 
