@@ -219,6 +219,30 @@ class Index:
                 return
             last = chunk[-1]
 
+    def items(self, table: str, *, start: str | None = None, stop: str | None = None) -> list[tuple[str, str]]:
+        """Every (key, value) of a table with start <= key < stop, in order, read in one
+        transaction: for maintenance passes over a whole table, or a range of it."""
+        db = self._db(table)
+        lo = start.encode("utf-8") if start else None
+        hi = stop.encode("utf-8") if stop else None
+        with self._lock:
+            txn = self._begin_read()
+            try:
+                cur = txn.cursor(db=db)
+                if lo is not None and not cur.set_range(lo):
+                    raw: list[tuple[bytes, bytes]] = []
+                elif hi is None:
+                    raw = list(cur.iternext(keys=True, values=True))
+                else:
+                    raw = []
+                    for k, v in cur.iternext(keys=True, values=True):
+                        if k >= hi:
+                            break
+                        raw.append((k, v))
+            finally:
+                txn.abort()
+        return [(k.decode("utf-8"), v.decode("utf-8")) for k, v in raw]
+
     def count(self, table: str) -> int:
         db = self._db(table)
         with self._lock:
@@ -309,6 +333,10 @@ class Index:
             plan.append((self._db(table), bool(self.tables[table]), op, rows))
         marked = [(encode_key(n, "segment name"), v.encode("utf-8")) for n, v in (marks or {}).items()]
         seg_db = self._dbs[SEGMENTS]
+        size = sum(len(k) + len(v) + 16 for _, _, _, rows in plan for k, v in rows)
+        if size > 1 << 20:
+            assert self._shared is not None
+            self._shared.reserve(size)
 
         def body(txn: Any) -> None:
             _apply_checked(txn, checked)

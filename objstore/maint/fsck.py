@@ -27,7 +27,6 @@ import json
 import logging
 import multiprocessing
 import os
-import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from objstore.errors import CorruptObject, FormatError, ObjectNotFound, StorageE
 from objstore.fs import is_local, open_url
 from objstore.ids import is_hash
 from objstore.maint import inventory, salvage, verify
-from objstore.maint.report import Report
+from objstore.maint.report import Report, bulk
 from objstore.missing import Missing
 from objstore.repo import Repository
 from objstore.repo.evals import parse_head
@@ -56,6 +55,7 @@ class Found:
 
     kinds: dict[str, str] = field(default_factory=dict)  # every stored object id -> its kind
     toc: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # packed id -> (pack, offset, length)
+    copies: dict[str, set[str]] = field(default_factory=dict)  # packed id -> its other "pack:offset:length"
     bad_objects: dict[str, str] = field(default_factory=dict)  # id -> where the damaged copy is
     good_copies: set[str] = field(default_factory=set)  # ids with a verified copy
     damaged_packs: dict[str, list[salvage.Found]] = field(default_factory=dict)  # pack -> readable entries
@@ -99,8 +99,8 @@ def check_format_file(url: str, storage_options: dict | None, report: Report) ->
 
 # -- the checks --------------------------------------------------------------------------------
 
-def _pack_at(url: str, options: dict | None, name: str, *, sample: float, seed: int | None) -> verify.PackCheck:
-    return verify.verify_pack_at(url, options, name, sample, seed)
+def _pack_at(url: str, options: dict | None, name: str, *, span: verify.Span) -> verify.PackCheck:
+    return verify.verify_pack_at(url, options, name, span)
 
 
 class Fsck:
@@ -113,7 +113,7 @@ class Fsck:
         self.sample = sample
         self.seed = seed
         self.jobs = jobs
-        self.rng = random.Random(seed)
+        self.span = verify.sample_span(sample, seed)
         self.progress = progress
         self.found = Found()
         self.inv = inventory.Inventory()
@@ -124,8 +124,8 @@ class Fsck:
         if self.progress:
             self.progress(phase, self._done)
 
-    def _sampled(self) -> bool:
-        return self.sample >= 1.0 or self.rng.random() < self.sample
+    def _sampled(self, object_id: str) -> bool:
+        return verify.in_span(object_id, self.span)
 
     def run(self) -> Found:
         self.inv = inventory.take(self.repo)
@@ -157,8 +157,8 @@ class Fsck:
             self._tick("objects", len(check.toc))
 
     def _pack_checks(self, names: list[str]) -> Iterator[verify.PackCheck]:
-        at = functools.partial(_pack_at, sample=self.sample, seed=self.seed)
-        here = functools.partial(verify.verify_pack, sample=self.sample, seed=self.seed)
+        at = functools.partial(_pack_at, span=self.span)
+        here = functools.partial(verify.verify_pack, span=self.span)
         return self._map(names, at, here, layout.pack_key)
 
     def _map(self, names: list[str], at: Callable[..., Any], here: Callable[..., Any], key: Callable[[str], str]) -> Iterator[Any]:
@@ -192,12 +192,14 @@ class Fsck:
 
     def _record_pack(self, check: verify.PackCheck) -> None:
         found, key = self.found, layout.pack_key(check.name)
-        kinds, toc = found.kinds, found.toc
-        for oid, kind, offset, length in check.toc:
-            if oid not in kinds:
-                kinds[oid] = kind
-            if oid not in toc:
-                toc[oid] = (check.name, offset, length)
+        kinds, toc, name = found.kinds, found.toc, check.name
+        again = [row for row in check.toc if row[0] in toc]  # packed twice (two writers, a copy-merge)
+        for oid, _, offset, length in again:
+            found.copies.setdefault(oid, set()).add(f"{name}:{offset}:{length}")
+        first = {oid for oid, _, _, _ in again}
+        rows = [row for row in check.toc if row[0] not in first] if first else check.toc
+        kinds.update({oid: kind for oid, kind, _, _ in rows if oid not in kinds})
+        toc.update({oid: (name, offset, length) for oid, _, offset, length in rows})
         found.good_copies.update(check.good)
         for oid in check.bad:
             found.bad_objects.setdefault(oid, key)
@@ -213,7 +215,7 @@ class Fsck:
 
     def check_loose(self) -> None:
         ids = sorted(self.inv.loose)
-        todo = [i for i in ids if self._sampled()]
+        todo = [i for i in ids if self._sampled(i)]
         for object_id in ids:
             self.found.kinds.setdefault(object_id, "")
         for start in range(0, len(todo), _BATCH):
@@ -266,7 +268,7 @@ class Fsck:
 
     def check_value_stores(self) -> None:
         by_url: dict[str, list[str]] = {}
-        for oid, url in self.repo.index.scan("value_store"):
+        for oid, url in self.repo.index.items("value_store"):
             by_url.setdefault(url, []).append(oid)
         for url, ids in sorted(by_url.items()):
             try:
@@ -279,7 +281,7 @@ class Fsck:
             held.discard(None)
             self.found.value_stores[url] = held  # type: ignore[assignment]
             self.report.count("values in value stores", len(ids))
-            todo = [i for i in ids if i in held and self._sampled()]
+            todo = [i for i in ids if i in held and self._sampled(i)]
             for start in range(0, len(todo), _BATCH):
                 batch = todo[start : start + _BATCH]
                 for oid in batch:
@@ -301,37 +303,44 @@ class Fsck:
                     self.found.missing.append(oid)
 
     def check_index(self) -> None:
+        # Whole tables compared as sets (C loops): a million rows each, several times.
         index, found = self.repo.index, self.found
         stored = found.kinds
         in_stores: set[str] = set().union(*found.value_stores.values()) if found.value_stores else set()
-        listed = 0
-        for oid, kind in index.scan("objects"):
-            listed += 1
+        span = self.span
+        if span is not None:  # the sampled range of each table, and of what is stored
+            stored = {oid: kind for oid, kind in stored.items() if span[0] <= oid[:8] < span[1]}
+        rows = functools.partial(index.items, start=span[0] if span else None, stop=span[1] if span else None)
+        listed = dict(rows("objects"))
+        for oid in sorted(listed.keys() - stored.keys() - in_stores):
+            self.report.error("journal", "missing", f"the journal names this {listed[oid]}; the repository holds "
+                              "it nowhere", oid)  # fmt: skip
+            found.missing.append(oid)
+        for oid, kind in sorted(listed.items() - stored.items()):
             have = stored.get(oid)
-            if have is None and oid not in in_stores:
-                self.report.error("journal", "missing", f"the journal names this {kind}; the repository holds "
-                                  "it nowhere", oid)  # fmt: skip
-                found.missing.append(oid)
-            elif have and have != kind:
+            if have and have != kind:
                 self.report.error("index", "mismatch", f"the index says {kind}, the object is a {have}", oid)
                 found.index_disagrees = True
-        self.report.count("index entries", listed)
-        for oid, text in index.scan("packed"):
+        self.report.count("index entries", len(listed))
+        del listed
+        expected = {oid: f"{name}:{offset}:{length}" for oid, (name, offset, length) in found.toc.items()
+                    if oid in stored}  # fmt: skip
+        for oid, text in sorted(dict(rows("packed")).items() - expected.items()):
             at = found.toc.get(oid)
             if at is None:
                 if oid in self.inv.loose:
                     continue  # unpacked since (a reader falls back to the loose file)
                 self.report.error("index", "mismatch", f"the index places it in {text}, no pack holds it", oid)
                 found.index_disagrees = True
-            elif f"{at[0]}:{at[1]}:{at[2]}" != text and at[0] not in found.damaged_packs:
+            elif at[0] not in found.damaged_packs and text not in found.copies.get(oid, ()):
                 name = text.partition(":")[0]
-                if name in self.inv.packs:
-                    continue  # a second copy (another writer packed it too): both serve
-                self.report.error("index", "mismatch", f"the index places it in {text}, which is gone; "
+                if name in found.damaged_packs:
+                    continue  # reported with its pack
+                self.report.error("index", "mismatch", f"the index places it at {text}, where no pack holds it; "
                                   f"it is at {at[0]}:{at[1]}:{at[2]}", oid)  # fmt: skip
                 found.index_disagrees = True
         known = found.journaled
-        for oid in sorted(set(stored) - known):
+        for oid in sorted(set(found.kinds) - known):
             if oid in found.bad_objects and oid not in found.good_copies:
                 continue  # damaged and named by no journal: reported as corrupt already
             self.report.warning(self._where(oid), "unjournaled", "stored, but no journal file names it (readers "
@@ -365,7 +374,7 @@ class Fsck:
                 self.report.error(entry.key, "missing", f"points at value {value}, which the repository does not hold "
                                   "(a cache miss)")  # fmt: skip
         heads = 0
-        for eval_hash, value in self.repo.index.scan("evals"):
+        for eval_hash, value in self.repo.index.items("evals"):
             heads += 1
             if eval_hash in self.inv.evals:
                 continue
@@ -422,7 +431,8 @@ def fsck(repo: Repository, *, sample: float = 1.0, seed: int | None = None, prog
          report: Report | None = None, jobs: int | None = None) -> tuple[Report, Found]:  # fmt: skip
     """Check ``repo``; ``jobs``: processes verifying packs (default: one per core for 16+ packs)."""
     report = report or Report(repo.url)
-    found = Fsck(repo, report, sample=sample, seed=seed, progress=progress, jobs=jobs).run()
+    with bulk():
+        found = Fsck(repo, report, sample=sample, seed=seed, progress=progress, jobs=jobs).run()
     report.checked["objects"] = len(found.kinds)
     return report, found
 

@@ -32,6 +32,7 @@ from objstore.errors import StorageError
 from objstore.fs import is_memory, temp_writer_alive
 from objstore.maint import inventory, reach
 from objstore.maint.repack import RepackResult, repack
+from objstore.maint.report import bulk
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import Repository, relocate
@@ -106,6 +107,11 @@ def gc(
     prune: bool = False,
     progress: Progress | None = None,
 ) -> GcResult:
+    with bulk():
+        return _gc(repo, grace=grace, dry_run=dry_run, prune=prune, progress=progress)
+
+
+def _gc(repo: Repository, *, grace: float, dry_run: bool, prune: bool, progress: Progress | None) -> GcResult:
     result = GcResult(dry_run, grace, prune=prune)
     if not dry_run:
         check_writable(repo)
@@ -180,9 +186,9 @@ def _elsewhere(repo: Repository, inv: inventory.Inventory, name: str, located: d
 
 
 def _packs(repo: Repository, inv: inventory.Inventory, result: GcResult, now: float) -> None:
-    located = dict(repo.index.scan("packed"))
+    located = dict(repo.index.items("packed"))
     referenced = {loc.partition(":")[0] for loc in located.values()}
-    retired = dict(repo.index.scan("retired"))
+    retired = dict(repo.index.items("retired"))
     unreadable = [n for n in inv.journal if not repo.index.has_segment(n)]
     for name, entry in sorted(inv.packs.items()):
         if name in referenced:
@@ -222,12 +228,12 @@ def _timestamp(stamp: str) -> float:
 
 def _prune(repo: Repository, inv: inventory.Inventory, result: GcResult, now: float, progress: Progress | None) -> None:
     kept, _ = reach.reachable(repo, progress=progress)
-    located = dict(repo.index.scan("packed"))
-    stored = dict(repo.index.scan("value_store"))
+    located = dict(repo.index.items("packed"))
+    stored = dict(repo.index.items("value_store"))
     pack_times = {n: e.mtime for n, e in inv.packs.items()}
     value_store_times: dict[str, dict[str, float]] = {}
     doomed: dict[str, tuple[str, str]] = {}  # id -> (kind, where)
-    for object_id, kind in repo.index.scan("objects"):
+    for object_id, kind in repo.index.items("objects"):
         if kind not in (model.VALUE, model.CALL) or object_id in kept:
             continue
         loc = located.get(object_id)

@@ -37,20 +37,20 @@ def reachable(repo: Repository, *, progress: Progress | None = None) -> tuple[se
             values.append(object_id)
 
     jobs: list[str] = []
-    for object_id, kind in repo.index.scan("objects"):
+    for object_id, kind in repo.index.items("objects"):
         if kind in (model.JOB, model.EXECUTION, model.TAG, model.HANDLE, model.HANDLE_EDGE):
             seen.add(object_id)
             if kind == model.JOB:
                 jobs.append(object_id)
-    for _, value_hash in repo.index.scan("evals"):
+    for _, value_hash in repo.index.items("evals"):
         reach(model.VALUE, value_hash)
-    entities = list(dict.fromkeys(entity for entity, _ in repo.index.scan("tags_by_entity")))
+    entities = list(dict.fromkeys(entity for entity, _ in repo.index.items("tags_by_entity")))
     for start in range(0, len(entities), _BATCH):
         batch = entities[start : start + _BATCH]
         for entity, kind in zip(batch, repo.index.get_many("objects", batch)):
             # a value, a call node, a job...: whichever it is, kept (and walked, for a call node)
             reach(model.VALUE if isinstance(kind, Missing) else kind, entity)
-    for handle_hash, _ in repo.index.scan("handles"):
+    for handle_hash, _ in repo.index.items("handles"):
         reach(model.VALUE, handle_hash)
     for start in range(0, len(jobs), _BATCH):
         batch = jobs[start : start + _BATCH]

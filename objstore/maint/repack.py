@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from objstore import layout, pack
 from objstore.errors import CorruptObject, ObjectNotFound
+from objstore.maint.report import bulk
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import Repository, relocate
@@ -74,10 +75,23 @@ def repack(
 ) -> RepackResult:
     """Rewrite small packs (every pack with ``everything``; just ``only`` when given) into
     packs of up to pack.MAX_PACK_BYTES, without duplicates and without ``exclude``."""
+    with bulk():
+        return _repack(repo, everything=everything, exclude=exclude, only=only, progress=progress, dry_run=dry_run)
+
+
+def _repack(
+    repo: Repository,
+    *,
+    everything: bool,
+    exclude: set[str] | frozenset[str],
+    only: list[str] | None,
+    progress: Progress | None,
+    dry_run: bool,
+) -> RepackResult:
     repo.flush()
     repo.refresh()
     result = RepackResult()
-    located = dict(repo.index.scan("packed"))
+    located = dict(repo.index.items("packed"))
     sizes = {k.rsplit("/", 1)[-1]: size for k, size, _ in repo.blobs.list_details(layout.PACKS)
              if layout.is_pack_name(k.rsplit("/", 1)[-1])}  # fmt: skip
     names = [n for n in only if n in sizes] if only is not None else candidates(repo, located, sizes, everything=everything)

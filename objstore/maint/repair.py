@@ -99,7 +99,7 @@ def repair(repo: Repository, report: Report, found: Found) -> list[str]:
             if isinstance(kind, Missing):
                 listing.append([e.object_id, e.kind])
                 entries.extend(e2 for e2 in _derived(e.kind, e.object_id, e.payload) if e2[1] != "objects")
-        for oid, loc in repo.index.scan("packed"):
+        for oid, loc in repo.index.items("packed"):
             if loc.startswith(name + ":") and oid not in kept:
                 entries.append(("del", "packed", oid, loc))
                 if oid not in found.good_copies:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from objstore.repo.compaction import bulk
+
 ERROR = "error"
 WARNING = "warning"
 
@@ -87,4 +89,4 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-__all__ = ["Problem", "Report", "ERROR", "WARNING"]
+__all__ = ["Problem", "Report", "ERROR", "WARNING", "bulk"]

@@ -73,6 +73,17 @@ def verify(kind_name: str, object_id: str, payload: bytes) -> None:
         raise CorruptObject(object_id, f"malformed {kind_name} payload: {exc!r}") from None
 
 
+def verify_doc(kind_name: str, object_id: str, doc: dict[str, Any]) -> None:
+    """``verify`` from a document already decoded (``decode``)."""
+    known = REGISTRY.get(kind_name)
+    if known is None:
+        return
+    try:
+        known.verify_doc(object_id, doc)
+    except (KeyError, TypeError, AttributeError, InvalidId) as exc:
+        raise CorruptObject(object_id, f"malformed {kind_name} payload: {exc!r}") from None
+
+
 def edges(kind_name: str, object_id: str, doc: dict[str, Any]) -> Iterator[Edge]:
     known = REGISTRY.get(kind_name)
     return known.edges(object_id, doc) if known is not None else iter(())
@@ -110,6 +121,6 @@ def from_export(record: dict[str, Any]) -> tuple[str, ObjectId, bytes]:
 __all__ = [
     "VALUE", "CALL", "JOB", "EXECUTION", "TAG", "HANDLE", "HANDLE_EDGE", "KINDS", "REGISTRY",
     "EXPORT_TYPES", "EXPORT_KINDS", "EXPORT_VERSION", "EXECUTIONS_KEY", "TABLES", "TASK", "Edge",
-    "IndexEntry", "RecordKind", "kind", "decode", "derive_entries", "verify", "edges",
+    "IndexEntry", "RecordKind", "kind", "decode", "derive_entries", "verify", "verify_doc", "edges",
     "to_export", "record_id", "from_export", "call", "handle", "job", "tag", "value",
 ]

@@ -61,10 +61,10 @@ class CallNode(RecordKind):
         d = doc(**fields)
         return dump(d), self.entries_of(call_hash, d)
 
-    def verify(self, object_id: str, payload: bytes) -> None:
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
         # The node's own hash covers children that may not have been recorded (prov=False),
         # so only its argument hashes can be recomputed.
-        for key, arg in self.decode(payload, object_id).get("args", []):
+        for key, arg in doc.get("args", []):
             if argument_hash(object_id, key, arg["value_hash"]) != arg["arg_hash"]:
                 raise CorruptObject(object_id, f"argument {key!r} hash does not match")
 

@@ -31,8 +31,8 @@ class Handle(RecordKind):
     def encode(self, handle_hash: str, fullname: str, key: str, value_hash: str) -> bytes:
         return dump({"hash": handle_hash, "fullname": fullname, "key": key, "value_hash": value_hash})
 
-    def verify(self, object_id: str, payload: bytes) -> None:
-        if record_id(self.decode(payload, object_id)["hash"]) != object_id:
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
+        if record_id(doc["hash"]) != object_id:
             raise CorruptObject(object_id, "handle record id does not match its payload")
 
     def entries(self, object_id: str, doc: dict[str, Any]) -> list[IndexEntry]:
@@ -49,8 +49,7 @@ class HandleEdge(RecordKind):
     def encode(self, parent_hash: str, child_hash: str) -> bytes:
         return dump({"parent": parent_hash, "child": child_hash})
 
-    def verify(self, object_id: str, payload: bytes) -> None:
-        doc = self.decode(payload, object_id)
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
         if edge_id(doc["parent"], doc["child"]) != object_id:
             raise CorruptObject(object_id, "handle edge id does not match its payload")
 

@@ -38,8 +38,8 @@ class Tag(RecordKind):
     def encode(self, entity_type: str, entity_id: str, key: str, value: Any, parents: Iterable[str]) -> bytes:
         return dump(tag_doc(entity_type, entity_id, key, value, parents))
 
-    def verify(self, object_id: str, payload: bytes) -> None:
-        if tag_hash_of(self.decode(payload, object_id)) != object_id:
+    def verify_doc(self, object_id: str, doc: dict[str, Any]) -> None:
+        if tag_hash_of(doc) != object_id:
             raise CorruptObject(object_id, "tag hash does not match its payload")
 
     def entries(self, object_id: str, doc: dict[str, Any]) -> list[IndexEntry]:

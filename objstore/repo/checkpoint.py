@@ -220,9 +220,8 @@ def parse_block(header: Header, descriptor: dict[str, Any], data: bytes) -> Bloc
     block = Block(descriptor["table"], bool(descriptor.get("multi")),
                   _split(keys, descriptor["encoding"], rows, where),
                   _split(values, descriptor["encoding"], rows, where), flags)  # fmt: skip
-    limit = len(header.sources)
-    if any((f & SOURCE_MASK) >= limit for f in flags):
-        raise CorruptObject(where, "a checkpoint row names a source it does not list")
+    # A row naming a source index the header does not list (only a foreign writer could) counts
+    # as written by a source the reader has not seen: it is applied.
     return block
 
 

@@ -15,10 +15,12 @@ The promises (DESIGN.md):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,20 @@ log = logging.getLogger("objstore.repo")
 Progress = Callable[[str, int], None]
 _READ_BATCH = 64
 MERGE_CHECKPOINTS_AT = 8  # an automatic compaction also merges checkpoints once there are this many
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """No cyclic garbage collection while a pass builds millions of small objects (a fold, a
+    refresh of many segments, fsck): each full collection would walk all of them again, which
+    makes such a pass quadratic; they are freed by reference counting anyway."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- reading checkpoints ----------------------------------------------------------------------
@@ -196,7 +212,8 @@ class Compactor:
         sources = self.plan(found, merge=merge)
         if not sources:
             return None
-        fold, used = self.fold(sources, progress=progress)
+        with bulk():
+            fold, used = self.fold(sources, progress=progress)
         if len(used) < 2:
             return None
         position = max(found.position(n) for n in used)

@@ -16,6 +16,7 @@ gap.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import threading
@@ -140,7 +141,10 @@ class Journal:
                 if not new:
                     break
                 fresh = self.index.count(SEGMENTS) == 0
-                applied, complete = self._ingest_all(new, fresh=fresh, progress=progress, done=done)
+                from objstore.repo.compaction import bulk
+
+                with bulk() if len(new) > 16 else contextlib.nullcontext():
+                    applied, complete = self._ingest_all(new, fresh=fresh, progress=progress, done=done)
                 done += applied
                 if complete:
                     break

@@ -22,7 +22,7 @@ from objstore.errors import CorruptObject, ObjectNotFound, StorageError
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import checkpoint as ckpt
-from objstore.repo.compaction import survey
+from objstore.repo.compaction import bulk, survey
 
 if TYPE_CHECKING:
     from objstore.repo.repository import Repository
@@ -137,7 +137,7 @@ def values_home(repo: Repository, *, progress: Progress | None = None) -> Moved:
     repo.refresh()
     moved = Moved()
     entries: list[IndexEntry] = []
-    for oid, url in list(repo.index.scan("value_store")):
+    for oid, url in repo.index.items("value_store"):
         try:
             store = repo.value_stores.store(url)
             kind, length, chunks = store.open_stream(oid)
@@ -169,7 +169,8 @@ def expand_checkpoints(repo: Repository, *, progress: Progress | None = None) ->
     if not found.checkpoints:
         return moved
     sources = repo.compactor.plan(found, merge=True) or found.top_checkpoints()
-    fold, _ = repo.compactor.fold(sources, progress=progress)
+    with bulk():
+        fold, _ = repo.compactor.fold(sources, progress=progress)
     listing: list[list[str]] = []
     dels: list[IndexEntry] = []
     rest: list[IndexEntry] = []
