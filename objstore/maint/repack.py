@@ -160,7 +160,7 @@ def _repack(
     moves.extend(("put", "retired", name, stamp) for name in result.retired if name not in result.packs_written)
     if not dry_run:
         moved = relocate.Moved()
-        relocate.write_entries(repo, listing, moves, moved)
+        relocate.write_entries(repo, listing, moves, moved, trusted=True)
         result.segments = moved.segments
     return result
 

@@ -6,7 +6,6 @@ independent). Every check uses objstore.pack's own functions: the toc parse, the
 from __future__ import annotations
 
 import hashlib
-import operator
 import random
 import re
 from dataclasses import dataclass, field
@@ -223,32 +222,16 @@ def verify_journal(name: str, data: bytes) -> JournalCheck:
     except CorruptObject as exc:
         result.reason = exc.reason
         return result
-    tables, ops = model.TABLES, _OPS  # noqa: F841 - read by the helpers below
+    tables = model.TABLES
     result.entries = len(entries)
     result.ids = [oid for oid, _ in listing]
-    if _all_well_formed(entries, tables, ops):
+    if ckpt.all_well_formed(entries, tables):
         good = entries
     else:
         good = [e for e in entries if well_formed(e, tables)]
         result.malformed = len(entries) - len(good)
     result.ids.extend(e[2] for e in good if e[1] == "objects" and e[0] == "put")
     return result
-
-
-def _all_well_formed(entries: list, tables: dict[str, bool], ops: frozenset[str]) -> bool:
-    """well_formed of every entry, as a few passes of C loops (a journal of a million records
-    holds millions of entries); False means: look at them one by one."""
-    if not entries:
-        return True
-    if set(map(type, entries)) != {list} or set(map(len, entries)) != {4}:
-        return False
-    first, second, keys, values = (list(map(operator.itemgetter(i), entries)) for i in range(4))
-    if not set(first) <= ops or not set(second) <= tables.keys():
-        return False
-    if set(map(type, keys)) != {str} or set(map(type, values)) != {str}:
-        return False
-    lengths = set(map(len, keys))
-    return 0 not in lengths and max(lengths) <= 127
 
 
 def verify_journal_at(url: str, storage_options: dict | None, name: str) -> JournalCheck:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import operator
 import struct
 from array import array
 from collections.abc import Iterable, Mapping
@@ -229,6 +230,26 @@ def parse(name: str, data: bytes) -> tuple[Header, list[Block]]:
     """The whole checkpoint, every block verified; CorruptObject naming it when it is damaged."""
     header = parse_header(data, name)
     return header, [parse_block(header, d, data) for d in header.blocks]
+
+
+def all_well_formed(entries: list, tables: Mapping[str, bool]) -> bool:
+    """Whether every journal entry is an [op, known table, key, value] list of strings with a
+    key LMDB can hold, checked by a few passes of C loops (millions of entries); False means:
+    check them one by one (Index.check_entry)."""
+    if not entries:
+        return True
+    if set(map(type, entries)) != {list} or set(map(len, entries)) != {4}:
+        return False
+    ops, names, keys, values = (list(map(operator.itemgetter(i), entries)) for i in range(4))
+    if not set(ops) <= {"put", "add", "del", "delall"} or not set(names) <= tables.keys():
+        return False
+    if set(map(type, keys)) != {str} or set(map(type, values)) != {str}:
+        return False
+    lengths = set(map(len, keys))
+    if 0 in lengths or max(lengths) > 127:  # 127 characters are at most 508 utf-8 bytes
+        return False
+    multi = {t for t, m in tables.items() if m}
+    return not multi or max((len(v) for n, v in zip(names, values) if n in multi), default=0) <= 127
 
 
 # -- folding sources into one -----------------------------------------------------------------

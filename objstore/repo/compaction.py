@@ -236,7 +236,8 @@ class Compactor:
                         fold.apply_blocks(blocks, fold.add_source(name))
                     else:
                         listing, entries = jmod.decode(name, data)
-                        good = jmod.valid_entries(self.index, entries, f"journal/{name}")
+                        good = ([tuple(e) for e in entries] if ckpt.all_well_formed(entries, self.index.tables)
+                                else jmod.valid_entries(self.index, entries, f"journal/{name}"))  # fmt: skip
                         fold.apply(jmod.index_entries(self.index, listing, good), fold.add_source(name))
                 except CorruptObject as exc:
                     log.warning("compaction: leaving out %s", exc)  # fsck reports it

@@ -47,14 +47,18 @@ class Moved:
     segments: list[str] = field(default_factory=list)
 
 
-def write_entries(repo: Repository, listing: list[list[str]], entries: list[IndexEntry], moved: Moved) -> None:
-    """Journal ``listing`` and ``entries`` in segments of a bounded size."""
+def write_entries(
+    repo: Repository, listing: list[list[str]], entries: list[IndexEntry], moved: Moved, *, trusted: bool = False
+) -> None:
+    """Journal ``listing`` and ``entries`` in segments of a bounded size (``trusted``: built by
+    objstore from ids and locations it checked, so not checked again)."""
     if not listing and not entries:
         return
     step = _SEGMENT_ENTRIES
     chunks = max((len(entries) + step - 1) // step, (len(listing) + step - 1) // step, 1)
     for i in range(chunks):
-        moved.segments.append(repo.write_segment(listing[i * step : (i + 1) * step], entries[i * step : (i + 1) * step]))
+        part = entries[i * step : (i + 1) * step]
+        moved.segments.append(repo.write_segment(listing[i * step : (i + 1) * step], part, trusted=trusted))
 
 
 # -- packs -> loose ---------------------------------------------------------------------------

@@ -365,10 +365,11 @@ class Repository:
         self._maybe_compact()
         return done
 
-    def write_segment(self, listing: journal_mod.Listing, entries: list[IndexEntry]) -> str:
-        """Journal ``entries`` (checked) at once, as a flush would, and apply them here: how
-        maintenance tells every client that objects moved, or what a repair found."""
-        checked = self._checked(entries)
+    def write_segment(self, listing: journal_mod.Listing, entries: list[IndexEntry], *, trusted: bool = False) -> str:
+        """Journal ``entries`` (checked, unless ``trusted``: built here from checked ids) at once,
+        as a flush would, and apply them here: how maintenance tells every client that objects
+        moved, or what a repair found."""
+        checked = list(entries) if trusted else self._checked(entries)
         with self._lock:
             name = self.journal.write(listing, checked)
             self.index.apply(journal_mod.index_entries(self.index, listing, checked), segment=name, prechecked=True)
