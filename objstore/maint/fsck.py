@@ -34,7 +34,7 @@ from typing import Any
 
 from objstore import codec, layout, model
 from objstore import format as fmt
-from objstore.errors import CorruptObject, FormatError, ObjectNotFound, StorageError
+from objstore.errors import CorruptObject, FormatError, StorageError
 from objstore.fs import is_local, open_url
 from objstore.ids import is_hash
 from objstore.maint import inventory, salvage, verify
@@ -282,13 +282,13 @@ class Fsck:
             self.found.value_stores[url] = held  # type: ignore[assignment]
             self.report.count("values in value stores", len(ids))
             todo = [i for i in ids if i in held and self._sampled(i)]
-            for start in range(0, len(todo), _BATCH):
-                batch = todo[start : start + _BATCH]
-                for oid in batch:
-                    try:
-                        kind, payload = store.get(oid)
-                    except ObjectNotFound:
+            for start in range(0, len(todo), 8):  # big values: a few at a time, concurrently
+                batch = todo[start : start + 8]
+                for oid, data in zip(batch, store.blobs.read_many(layout.object_key(i) for i in batch)):
+                    if isinstance(data, Missing):
                         continue
+                    try:
+                        kind, _ = codec.decode(data, object_id=oid)
                     except CorruptObject as exc:
                         self.report.error(f"{url}/{layout.object_key(oid)}", "corrupt", exc.reason, oid)
                         continue
@@ -359,20 +359,28 @@ class Fsck:
         return any(oid in ids for ids in self.found.value_stores.values())
 
     def check_evals(self) -> None:
-        for eval_hash, entry in sorted(self.inv.evals.items()):
-            raw = self.repo.blobs.read(entry.key)
-            if isinstance(raw, Missing):
-                continue
-            self.report.count("eval head files")
-            try:
-                value = parse_head(eval_hash, raw)
-            except CorruptObject as exc:
-                self.report.error(entry.key, "corrupt", exc.reason)
-                self.found.bad_evals.append(eval_hash)
-                continue
-            if not self._exists(value):
-                self.report.error(entry.key, "missing", f"points at value {value}, which the repository does not hold "
-                                  "(a cache miss)")  # fmt: skip
+        files = sorted(self.inv.evals.items())
+        for start in range(0, len(files), _BATCH):  # concurrent reads on object stores
+            batch = files[start : start + _BATCH]
+            for (eval_hash, entry), raw in zip(batch, self.repo.blobs.read_many(e.key for _, e in batch)):
+                self._check_eval_file(eval_hash, entry, raw)
+        self._check_eval_heads()
+
+    def _check_eval_file(self, eval_hash: str, entry: inventory.Entry, raw: bytes | Missing) -> None:
+        if isinstance(raw, Missing):
+            return
+        self.report.count("eval head files")
+        try:
+            value = parse_head(eval_hash, raw)
+        except CorruptObject as exc:
+            self.report.error(entry.key, "corrupt", exc.reason)
+            self.found.bad_evals.append(eval_hash)
+            return
+        if not self._exists(value):
+            self.report.error(entry.key, "missing", f"points at value {value}, which the repository does not hold "
+                              "(a cache miss)")  # fmt: skip
+
+    def _check_eval_heads(self) -> None:
         heads = 0
         for eval_hash, value in self.repo.index.items("evals"):
             heads += 1
@@ -384,8 +392,9 @@ class Fsck:
         self.report.count("eval heads", heads)
 
     def check_refs(self) -> None:
-        for _name, entry in sorted(self.inv.refs.items()):
-            raw = self.repo.blobs.read(entry.key)
+        refs = sorted(self.inv.refs.items())
+        raws = self.repo.blobs.read_many(e.key for _, e in refs)
+        for (_name, entry), raw in zip(refs, raws):
             if isinstance(raw, Missing):
                 continue
             self.report.count("handle refs")
