@@ -191,8 +191,8 @@ def test_format_refusal_is_one_line(tmp_path, env):
     repo = tmp_path / ".objstore"
     repo.mkdir()
     (repo / "objstore.json").write_text(json.dumps(
-        {"format": "objstore", "version": [3, 0], "repo_id": str(uuid.uuid4())}))
-    assert_one_line_error(run(["reindex"], tmp_path, env), 1, "3.0 is newer")
+        {"format": "objstore", "version": [4, 0], "repo_id": str(uuid.uuid4())}))
+    assert_one_line_error(run(["reindex"], tmp_path, env), 1, "4.0 is newer")
 
 
 @pytest.mark.parametrize("target", ["s3"], indirect=True)
@@ -215,20 +215,20 @@ def test_upgrade_of_a_shared_repository_is_explicit(target, tmp_path, env):
     doc = json.loads(fs.cat_file(path))
     fs.pipe_file(path, json.dumps(dict(doc, version=[1, 0])).encode())
     check = run(["upgrade", "--check"], tmp_path, e, check=0).stdout.decode()
-    assert "format 1.0: `objstore upgrade` would make it 2.0" in check
+    assert "format 1.0: `objstore upgrade` would make it 3.0" in check and "1.0 -> 2.0" in check
     assert json.loads(fs.cat_file(path))["version"] == [1, 0]  # opening it changed nothing
-    assert run(["upgrade"], tmp_path, e, check=0).stdout == b"upgraded repository format 1.0 -> 2.0\n"
+    assert run(["upgrade"], tmp_path, e, check=0).stdout.endswith(b"upgraded repository format 1.0 -> 3.0\n")
     after = json.loads(fs.cat_file(path))
-    assert after["version"] == [2, 0] and after["upgraded_from"] == [1, 0] and after["repo_id"] == doc["repo_id"]
-    assert b"2.0 (upgraded from 1.0): up to date" in run(["upgrade"], tmp_path, e, check=0).stdout
+    assert after["version"] == [3, 0] and after["upgraded_from"] == [1, 0] and after["repo_id"] == doc["repo_id"]
+    assert b"3.0 (upgraded from 1.0): up to date" in run(["upgrade"], tmp_path, e, check=0).stdout
 
 
 def test_local_repository_upgrades_on_open(tmp_path, env):
     run(["init"], tmp_path, env, check=0)
     path = tmp_path / ".objstore" / "objstore.json"
     path.write_text(json.dumps(dict(json.loads(path.read_text()), version=[1, 0])))
-    assert b"2.0 (upgraded from 1.0): up to date" in run(["upgrade", "--check"], tmp_path, env, check=0).stdout
-    assert json.loads(path.read_text())["version"] == [2, 0]
+    assert b"3.0 (upgraded from 1.0): up to date" in run(["upgrade", "--check"], tmp_path, env, check=0).stdout
+    assert json.loads(path.read_text())["version"] == [3, 0]
 
 
 def test_in_process_main_and_command_discovery(tmp_path, env):

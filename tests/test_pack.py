@@ -629,9 +629,9 @@ def test_open_upgrades_a_local_major_1_repository(target, tmp_path):
     init_repo(target, tmp_path / "ix0").close()
     old = set_format_version(target, [1, 0])
     with open_repo(target, tmp_path / "ix1") as repo:
-        assert repo.format["version"] == [2, 0] and repo.packs
+        assert repo.format["version"] == list(FORMAT_VERSION) and repo.packs
         on_disk = read_format(target)
-        assert on_disk["version"] == [2, 0] and on_disk["upgraded_from"] == [1, 0]
+        assert on_disk["version"] == list(FORMAT_VERSION) and on_disk["upgraded_from"] == [1, 0]
         assert on_disk["repo_id"] == old["repo_id"] and on_disk["created"] == old["created"]
         assert repo.upgrade() is False
         vals = [value_obj(f"after upgrade {i}") for i in range(3)]
@@ -660,7 +660,7 @@ def test_a_shared_major_1_repository_waits_for_an_explicit_upgrade(target, tmp_p
     assert object_files(target) == sorted(loose(v[0]) for v in first)
     assert repo.upgrade() is True
     on_disk = read_format(target)
-    assert on_disk["version"] == [2, 0] and on_disk["upgraded_from"] == [1, 0]
+    assert on_disk["version"] == list(FORMAT_VERSION) and on_disk["upgraded_from"] == [1, 0]
     assert on_disk["repo_id"] == old["repo_id"]
     assert repo.packs and repo.format == on_disk
     assert repo.upgrade() is False

@@ -111,7 +111,7 @@ def test_open_missing_and_create(target, tmp_path):
     "doc, match",
     [
         ({"format": "git", "version": [1, 0]}, "format 'git'"),
-        ({"format": "objstore", "version": [3, 0]}, r"3\.0 is newer .*2\.0, majors 1-2"),
+        ({"format": "objstore", "version": [4, 0]}, r"4\.0 is newer .*3\.0, majors 1-3"),
         ({"format": "objstore", "version": [0, 9]}, r"0\.9 is older"),
         ({"format": "objstore", "version": "1.0"}, "unreadable version"),
         ({"format": "objstore", "version": [1, 0], "repo_id": "nope"}, "repo_id"),
@@ -125,10 +125,10 @@ def test_open_refuses_other_formats(target, tmp_path, doc, match):
 
 
 def test_newer_minor_version_opens_and_bad_json_is_a_format_error(target, tmp_path):
-    doc = {"format": "objstore", "version": [2, 7], "repo_id": str(uuid.uuid4()), "x": 1}
+    doc = {"format": "objstore", "version": [3, 7], "repo_id": str(uuid.uuid4()), "x": 1}
     write(target, "objstore.json", json.dumps(doc).encode())
     with open_repo(target, tmp_path / "ix") as r:
-        assert r.format["version"] == [2, 7]
+        assert r.format["version"] == [3, 7]
     write(target, "objstore.json", b"{not json")
     with pytest.raises(FormatError, match="not valid JSON"):
         open_repo(target, tmp_path / "ix2")
@@ -136,8 +136,8 @@ def test_newer_minor_version_opens_and_bad_json_is_a_format_error(target, tmp_pa
 
 def test_check_format_is_pure_and_names_both_versions():
     with pytest.raises(FormatError) as info:
-        check_format({"format": "objstore", "version": [3, 1], "repo_id": str(uuid.uuid4())}, "here")
-    assert "3.1" in str(info.value) and "2.0" in str(info.value)
+        check_format({"format": "objstore", "version": [4, 1], "repo_id": str(uuid.uuid4())}, "here")
+    assert "4.1" in str(info.value) and "3.0" in str(info.value)
 
 
 # -- write buffer and flush -----------------------------------------------------------------

@@ -28,6 +28,9 @@ class Core:
         self.repo = repo
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        # Objects the index lists but a read found nowhere (a lost pack, a value its store lost):
+        # treated as absent, so the next record of one writes it again instead of trusting the
+        # index forever (repair by rewriting).
 
     # -- index reads --------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the neare
 Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else the rule every entry
 point shares (objstore.repo.default_index_dir: under ``$XDG_CACHE_HOME/objstore``, default
 ``~/.cache/objstore``, keyed by the repository URL).
-``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials).
+``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials);
+``$OBJSTORE_VALUE_STORE_OPTIONS`` the same for the repository's value store.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Location:
 
 
 # Modules listed here come first in `objstore --help`, in this order; the rest follow by name.
-FIRST = ("repository", "log", "objects")
+FIRST = ("repository", "log", "objects", "maint", "db")
 
 
 def command_modules() -> list[str]:
@@ -170,10 +171,25 @@ class Context:
             raise UsageError("OBJSTORE_STORAGE_OPTIONS must be a JSON object")
         return options
 
+    def value_store_options(self) -> dict[str, Any] | None:
+        """$OBJSTORE_VALUE_STORE_OPTIONS: fsspec options for the repository's value store (by
+        default the repository's own when both are the same kind of storage)."""
+        raw = self.environ.get("OBJSTORE_VALUE_STORE_OPTIONS")
+        if not raw:
+            return None
+        try:
+            options = json.loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"OBJSTORE_VALUE_STORE_OPTIONS is not valid JSON: {exc}") from None
+        if not isinstance(options, dict):
+            raise UsageError("OBJSTORE_VALUE_STORE_OPTIONS must be a JSON object")
+        return options
+
     def open_repo(self, url: str | None = None, **kwargs: Any):
         from objstore.repo import Repository
 
         where = self.locate(url)
+        kwargs.setdefault("value_store_options", self.value_store_options())
         with bad_url_is_usage(where.url):
             return Repository.open(where.url, where.storage_options, index_dir=self.index_dir(where.url), **kwargs)
 

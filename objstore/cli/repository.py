@@ -1,4 +1,4 @@
-"""Repository commands: init, reindex, upgrade."""
+"""Repository commands: init, reindex, upgrade (an alias of `objstore db upgrade`)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "upgrade",
-        help="upgrade the repository's format to this objstore's (local ones upgrade on open)",
-        description="Rewrite objstore.json at the format version this objstore writes. A shared "
-                    "(remote) repository is never upgraded implicitly: run this once every worker "
-                    "using it has an objstore that reads the new format. Format 2 adds pack files; "
-                    "upgrading 1 -> 2 rewrites no objects.",
+        help="the same as `objstore db upgrade` (kept for scripts written for format 2)",
+        description="Migrate the repository to the format version this objstore writes (an alias of "
+                    "`objstore db upgrade`; see `objstore db versions`). A shared (remote) repository is "
+                    "never upgraded implicitly: run this once every worker using it has an objstore that "
+                    "reads the new format.",
     )
     p.add_argument("--check", action="store_true", help="only print the version and what an upgrade would do")
     p.set_defaults(func=cmd_upgrade)
@@ -104,8 +104,10 @@ def cmd_reindex(args, ctx) -> int:
 
 
 def cmd_upgrade(args, ctx) -> int:
-    from objstore.format import FORMAT_VERSION
+    from objstore.cli.db import _plan_lines
+    from objstore.format import FORMAT_VERSION, version_of
     from objstore.format import show as _version
+    from objstore.repo.migrate import migrate
 
     with ctx.open_repo() as repo:
         current = repo.format["version"]
@@ -115,8 +117,10 @@ def cmd_upgrade(args, ctx) -> int:
             return 0
         if args.check:
             ctx.stdout.write(f"repository format {_version(current)}: `objstore upgrade` would make it "
-                             f"{_version(FORMAT_VERSION)} (pack files; no objects are rewritten)\n")
+                             f"{_version(FORMAT_VERSION)}:\n")
+            ctx.stdout.write("".join(f"  {line}\n" for line in _plan_lines(version_of(repo.format), FORMAT_VERSION)))
             return 0
-        repo.upgrade()
+        for line in migrate(repo, FORMAT_VERSION, progress=ctx.progress("upgrade")):
+            ctx.stdout.write(f"  {line}\n")
         ctx.stdout.write(f"upgraded repository format {_version(current)} -> {_version(FORMAT_VERSION)}\n")
     return 0

@@ -185,7 +185,29 @@ def temp_name() -> str:
     return f"{TEMP_PREFIX}{os.getpid():x}.{_TEMP_TAG}.{next(_temp_counter)}"
 
 
+def temp_writer_alive(name: str) -> bool:
+    """Whether the process that named this temp file (temp_name) is still running here. Only
+    meaningful for a directory no other machine writes (pids are per machine)."""
+    base = name.rsplit("/", 1)[-1]
+    if not base.startswith(TEMP_PREFIX):
+        return False
+    head = base[len(TEMP_PREFIX) :].split(".", 1)[0]
+    try:
+        pid = int(head, 16)
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 __all__ = [
     "open_url", "missing_container", "backend_of", "is_local", "is_memory", "has_atomic_create", "storage_error",
-    "translate", "temp_name", "TEMP_PREFIX",
+    "translate", "temp_name", "temp_writer_alive", "TEMP_PREFIX",
 ]

@@ -48,6 +48,25 @@ def encode_key(text: str, what: str = "key") -> bytes:
     return raw
 
 
+def _apply_checked(txn: Any, items: Iterable[tuple[str, Any, bool, bytes, bytes]]) -> None:
+    for op, db, multi, k, v in items:
+        if op == "put":
+            if multi:
+                txn.delete(k, db=db)
+            txn.put(k, v, db=db)
+        elif op == "add":
+            txn.put(k, v, db=db, overwrite=multi)
+        elif op == "del":
+            if not v:
+                txn.delete(k, db=db)
+            elif multi:
+                txn.delete(k, v, db=db)
+            elif txn.get(k, db=db) == v:
+                txn.delete(k, db=db)
+        else:  # delall
+            txn.delete(k, db=db)
+
+
 class Index:
     """Derived tables in LMDB. ``tables``: name -> multi (dupsort)."""
 
@@ -200,6 +219,30 @@ class Index:
                 return
             last = chunk[-1]
 
+    def items(self, table: str, *, start: str | None = None, stop: str | None = None) -> list[tuple[str, str]]:
+        """Every (key, value) of a table with start <= key < stop, in order, read in one
+        transaction: for maintenance passes over a whole table, or a range of it."""
+        db = self._db(table)
+        lo = start.encode("utf-8") if start else None
+        hi = stop.encode("utf-8") if stop else None
+        with self._lock:
+            txn = self._begin_read()
+            try:
+                cur = txn.cursor(db=db)
+                if lo is not None and not cur.set_range(lo):
+                    raw: list[tuple[bytes, bytes]] = []
+                elif hi is None:
+                    raw = list(cur.iternext(keys=True, values=True))
+                else:
+                    raw = []
+                    for k, v in cur.iternext(keys=True, values=True):
+                        if k >= hi:
+                            break
+                        raw.append((k, v))
+            finally:
+                txn.abort()
+        return [(k.decode("utf-8"), v.decode("utf-8")) for k, v in raw]
+
     def count(self, table: str) -> int:
         db = self._db(table)
         with self._lock:
@@ -261,31 +304,71 @@ class Index:
         seg_db = self._dbs[SEGMENTS]
 
         def body(txn: Any) -> None:
-            for op, db, multi, k, v in items:
-                if op == "put":
-                    if multi:
-                        txn.delete(k, db=db)
-                    txn.put(k, v, db=db)
-                elif op == "add":
-                    txn.put(k, v, db=db, overwrite=multi)
-                elif op == "del":
-                    if not v:
-                        txn.delete(k, db=db)
-                    elif multi:
-                        txn.delete(k, v, db=db)
-                    elif txn.get(k, db=db) == v:
-                        txn.delete(k, db=db)
-                else:  # delall
-                    txn.delete(k, db=db)
+            _apply_checked(txn, items)
             if seg is not None:
                 txn.put(seg, b"", db=seg_db)
 
         self._write(body)
 
+    def load(
+        self,
+        groups: Iterable[tuple[str, str, list[tuple[bytes, bytes]]]],
+        *,
+        entries: Iterable[IndexEntry] = (),
+        marks: Mapping[str, str] | None = None,
+    ) -> None:
+        """Bulk-load rows in ONE write txn (a journal checkpoint): first ``entries`` (checked, as
+        ``apply``), then each (op, table, [(key, value)]) group, op "put" (set) or "add" (a
+        multi table's value; a single table's key only if absent), then ``marks``: journal
+        names seen -> what covered them ("" when ingested themselves).
+
+        Keys and values are utf-8 bytes as the repository gave them: a size LMDB refuses raises
+        ValueError and leaves the index untouched, and the caller checks rows one by one."""
+        self._check_open()
+        checked = [self.check_entry(e) for e in entries]
+        plan = []
+        for op, table, rows in groups:
+            if op not in ("put", "add"):
+                raise ValueError(f"bulk load takes put or add rows, not {op!r}")
+            plan.append((self._db(table), bool(self.tables[table]), op, rows))
+        marked = [(encode_key(n, "segment name"), v.encode("utf-8")) for n, v in (marks or {}).items()]
+        seg_db = self._dbs[SEGMENTS]
+        size = sum(len(k) + len(v) + 16 for _, _, _, rows in plan for k, v in rows)
+        if size > 1 << 20:
+            assert self._shared is not None
+            self._shared.reserve(size)
+
+        def body(txn: Any) -> None:
+            _apply_checked(txn, checked)
+            for db, multi, op, rows in plan:
+                if not rows:
+                    continue
+                cur = txn.cursor(db=db)
+                if multi:
+                    cur.putmulti(rows, dupdata=True, overwrite=True)
+                else:
+                    cur.putmulti(rows, dupdata=False, overwrite=op == "put")
+            if marked:
+                txn.cursor(db=seg_db).putmulti(marked)
+
+        try:
+            self._write(body)
+        except lmdb.BadValsizeError as exc:
+            raise ValueError(f"a bulk-loaded key or value does not fit the index: {exc}") from None
+
     # -- segments and meta -----------------------------------------------------------------
 
     def has_segment(self, name: str) -> bool:
         return self.get(SEGMENTS, name) is not MISSING
+
+    def segment_marks(self, names: Iterable[str]) -> list:
+        """For each journal name: "" if ingested itself, the covering checkpoint's name if a
+        checkpoint covered it, MISSING if never seen."""
+        return self.get_many(SEGMENTS, names)
+
+    def mark_segments(self, marks: Mapping[str, str]) -> None:
+        """Record journal names as seen (see ``segment_marks``)."""
+        self.load((), marks=marks)
 
     def segments(self) -> set[str]:
         return {k for k, _ in self.scan(SEGMENTS)}
@@ -337,5 +420,5 @@ class Index:
 
 __all__ = [
     "Index", "IndexEntry", "MISSING", "OPS", "MAX_KEY_BYTES", "check_local_path",
-    "filesystem_type", "is_network_fs", "on_network_fs", "encode_key",
+    "filesystem_type", "is_network_fs", "on_network_fs", "encode_key", "SEGMENTS",
 ]

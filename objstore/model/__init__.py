@@ -74,7 +74,7 @@ def verify(kind_name: str, object_id: str, payload: bytes) -> None:
 
 
 def verify_doc(kind_name: str, object_id: str, doc: dict[str, Any]) -> None:
-    """``verify`` of a payload already decoded (``decode``)."""
+    """``verify`` from a document already decoded (``decode``)."""
     known = REGISTRY.get(kind_name)
     if known is None:
         return

@@ -22,6 +22,8 @@ TABLES: dict[str, bool] = {
     "objects": False,  # object id -> kind
     "packed": False,  # object id -> its pack.Location ("name:offset:length"); absent: loose
     "evals": False,  # eval_hash -> value_hash (eval-cache heads; written by the repository)
+    "value_store": False,  # value_hash -> URL of the value store holding it (format 2.1)
+    "retired": False,  # pack name -> when repack/unpack retired it (gc removes it after the grace)
     # Values
     "subvalues": True,  # parent value_hash -> child value_hash
     "value_type": False,  # value_hash -> redun type name (job status needs the result's type)

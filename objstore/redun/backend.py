@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import threading
 import weakref
@@ -71,6 +72,22 @@ def _cause(exc: BaseException, url: str) -> str:
     return text
 
 
+def _json_option(config: Any, key: str) -> dict | None:
+    """A [backend] key holding a JSON object of fsspec options (endpoints, credentials)."""
+    raw = config.get(key) if config else None
+    if not raw:
+        return None
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"[backend] {key} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"[backend] {key} must be a JSON object")
+    return value
+
+
 class ObjstoreBackend(RedunBackend):
     """A drop-in redun backend storing provenance and caches in an objstore repository."""
 
@@ -94,7 +111,9 @@ class ObjstoreBackend(RedunBackend):
         config = config if config is not None else {}
         self.logger = logger or log
         self.url = repo.url if repo is not None else resolve_url(url, config)
-        self.storage_options = storage_options
+        self.storage_options = storage_options if storage_options is not None else _json_option(config, "objstore_storage_options")
+        # The repository's value store (its URL is a repository setting); its fsspec options.
+        self.value_store_options = _json_option(config, "objstore_value_store_options")
         self.index_dir = index_dir or config.get("objstore_index_dir") or None
         self.durable = truthy(durable if durable is not None else config.get("objstore_durable", False))
         self.max_value_size = int(
@@ -143,7 +162,10 @@ class ObjstoreBackend(RedunBackend):
         # is never a surprise (it is also redun's no-config default, as sqlite's :memory:).
         create = self.create or self.url.startswith("memory://")
         try:
-            return Repository.open(self.url, self.storage_options, index_dir=self.index_dir, create=create, policy=policy)
+            return Repository.open(
+                self.url, self.storage_options, index_dir=self.index_dir, create=create, policy=policy,
+                value_store_options=self.value_store_options,
+            )
         except RepositoryNotFound as exc:
             hint = "" if "does not exist" in str(exc) or "holds repository data" in str(exc) else (
                 f": create it with `objstore init {self.url}`, or set objstore_create = true in redun.ini's [backend]"

@@ -6,6 +6,8 @@
     objstore_durable = true                # fsync every flush, flush at every job end
     objstore_create = true                 # create the repository if it does not exist
                                            # (default: only `objstore init` creates one)
+    objstore_storage_options = {"endpoint_url": …}        # JSON: fsspec options of the repository
+    objstore_value_store_options = {"endpoint_url": …}    # JSON: of its value store (format 2.1)
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Flushing: when buffered records are written, and the order they are written in.
 
 Write order, the promise that makes copying and concurrent readers safe: every object of the
-batch (its small ones as one pack), then ONE journal segment naming what the batch added (its
+batch (its values of value_store_min_size bytes or more in the value store, when the repository
+has one; its small ones as one pack), then ONE journal segment naming what the batch added (its
 eval heads included), then the eval heads' files where they are kept (shared storage), and only
 then the same entries into the local index. A reader that sees a
 journal entry or an eval head can therefore always fetch the objects behind it; a crash
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from objstore import pack
 from objstore.errors import ReadOnlyRepository, StorageError
@@ -36,6 +38,9 @@ log = logging.getLogger("objstore.repo")
 PACK_MIN_OBJECTS = 2
 # What a refused write looks like: a read-only mount, an immutable file, read-only credentials.
 READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+# (URL, store, min size) of the value store new big values go to, or None.
+ValueStoreTarget = tuple[str, ObjectStore, int] | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Flusher:
         policy: FlushPolicy,
         lock: threading.Lock,
         damage: DamageLedger,
+        value_store: Callable[[], ValueStoreTarget] = lambda: None,
     ):
         self.damage = damage
         self.buffer = buffer
@@ -74,6 +80,7 @@ class Flusher:
         self.journal = journal
         self.index = index
         self.packs = packs
+        self.value_store = value_store
         self.policy = policy
         self._lock = lock  # one flush at a time, and never beside a journal refresh
         self._last = time.monotonic()
@@ -119,20 +126,27 @@ class Flusher:
     def _write(self, batch: Batch) -> tuple[str, list[IndexEntry]]:
         objects = batch.objects
         located: list[tuple[str, str, pack.Location]] = []
+        elsewhere: list[tuple[str, Any]] = []
         if objects:
             # Every buffered object is written, even one the index already lists: the index can
             # outlive the bytes (a lost pack, a partial copy), and writing again is the repair.
-            small = [
-                (oid, kind, payload)
-                for oid, (kind, payload, _) in objects.items()
-                if len(payload) <= pack.MAX_OBJECT_BYTES
-            ] if self.packs() else []
+            todo = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items()]
+            target = self.value_store()
+            if target is not None:
+                url, store, min_size = target
+                big = [item for item in todo if item[1] == "value" and len(item[2]) >= min_size]
+                if big:
+                    store.put_many(big)
+                    elsewhere = [(oid, url) for oid, _, _ in big]
+                    moved = {oid for oid, _ in elsewhere}
+                    todo = [item for item in todo if item[0] not in moved]
+            small = [item for item in todo if len(item[2]) <= pack.MAX_OBJECT_BYTES] if self.packs() else []
             if len(small) < PACK_MIN_OBJECTS:
                 small = []
             if small:
                 located = self.store.put_packed(small)
             packed = {oid for oid, _, _ in small}
-            loose = [(oid, kind, payload) for oid, (kind, payload, _) in objects.items() if oid not in packed]
+            loose = [item for item in todo if item[0] not in packed]
             if self.damage:
                 # A damaged loose file is still there: a create would leave it, so replace it.
                 repair = [item for item in loose if self.damage.must_replace(item[0])]
@@ -145,6 +159,7 @@ class Flusher:
         entries.extend(batch.notes)
         entries.extend(self.evals.entries(batch.evals))
         entries.extend(("put", "packed", oid, loc.encode()) for oid, _, loc in located)
+        entries.extend(("put", "value_store", oid, url) for oid, url in elsewhere)
         listing = [[oid, kind] for oid, (kind, _, _) in objects.items()]
         segment = self.journal.write(listing, entries)
         try:
@@ -241,4 +256,4 @@ class Flusher:
             self._worker = None
 
 
-__all__ = ["FlushPolicy", "Flusher", "PACK_MIN_OBJECTS"]
+__all__ = ["FlushPolicy", "Flusher", "PACK_MIN_OBJECTS", "ValueStoreTarget"]

@@ -5,10 +5,18 @@ objects the flush wrote and every index entry they and the flush's notes imply, 
 pack locations included. Catching up with other writers is a LIST of ``journal/`` and a GET per
 segment not yet seen; segment names sort by time and carry a writer id, so two writers never
 collide and a reader ingests them in order.
+
+From format 3.0 the journal may also hold checkpoints (``<segment name>.ckpt``,
+objstore.repo.checkpoint): many segments folded into one file. A refresh reads each new
+checkpoint's header, skips what it covers, and loads the checkpoint instead (or only marks what
+it covers as seen, when this index has ingested all of it already). When a file it listed is
+gone by the time it reads it (compaction retired it), it lists again, so it never ends with a
+gap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import threading
@@ -18,7 +26,7 @@ from typing import Any
 from objstore import codec, layout
 from objstore.errors import CorruptObject, NameCollision
 from objstore.ids import is_hash, is_uuid
-from objstore.index import Index
+from objstore.index import SEGMENTS, Index
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.store import BlobStore
@@ -28,6 +36,7 @@ log = logging.getLogger("objstore.repo")
 KIND = "journal"
 FORMAT = "objstore-journal"
 _READ_BATCH = 64
+_RELISTS = 5  # a refresh lists again at most this often when files vanish under it
 
 Progress = Callable[[str, int], None]
 Listing = list[list[str]]  # [[object id, kind], ...]
@@ -90,6 +99,7 @@ class Journal:
         self.writer_id = writer_id
         self._lock = lock  # the flush lock: a refresh never runs beside this writer's flush
         self._last_stamp: _dt.datetime | None = None
+        self.listed: list[str] = []  # the names the last refresh listed
 
     def _next_name(self) -> str:
         now = _dt.datetime.now(_dt.UTC)
@@ -110,28 +120,125 @@ class Journal:
         raise NameCollision(f"journal segment names keep colliding at {self.blobs.path(layout.JOURNAL)}/{name}")
 
     def names(self) -> list[str]:
-        """Every segment present, in name (time) order; other names under journal/ are ignored."""
-        return [n for n in self.blobs.list_names(layout.JOURNAL) if layout.is_segment_name(n)]
+        """Every segment and checkpoint present, in name (time) order; other names under
+        journal/ are ignored. (Sync copies each of these a destination lacks.)"""
+        return [n for n in self.blobs.list_names(layout.JOURNAL) if layout.is_journal_name(n)]
 
     def refresh(self, progress: Progress | None = None) -> int:
-        """Ingest, in name order, the segments this index has not seen; how many.
+        """Ingest what this index has not seen, in position order: segments one by one, and
+        checkpoints instead of the segments they cover; how many files were applied.
 
         Holds the flush lock: a segment this writer is flushing is marked seen by the flush
         itself, and must not be ingested a second time after newer ones.
         """
         with self._lock:
-            new = [n for n in self.names() if not self.index.has_segment(n)]
             done = 0
-            for start in range(0, len(new), _READ_BATCH):
-                batch = new[start : start + _READ_BATCH]
-                for name, data in zip(batch, self.blobs.read_many(layout.segment_key(n) for n in batch)):
-                    if isinstance(data, Missing):
-                        continue  # removed since the listing (e.g. compacted)
-                    if self._ingest(name, data):
-                        done += 1
-                if progress:
-                    progress("journal", done)
+            for _ in range(_RELISTS):
+                names = self.names()
+                self.listed = names
+                marks = self.index.segment_marks(names)
+                new = [n for n, m in zip(names, marks) if isinstance(m, Missing)]
+                if not new:
+                    break
+                fresh = self.index.count(SEGMENTS) == 0
+                from objstore.repo.compaction import bulk
+
+                with bulk() if len(new) > 16 else contextlib.nullcontext():
+                    applied, complete = self._ingest_all(new, fresh=fresh, progress=progress, done=done)
+                done += applied
+                if complete:
+                    break
             return done
+
+    def _ingest_all(self, new: list[str], *, fresh: bool, progress: Progress | None, done: int) -> tuple[int, bool]:
+        """Ingest the unseen files ``new``; (how many, whether none had vanished)."""
+        from objstore.repo import checkpoint as ckpt
+        from objstore.repo.compaction import read_headers
+
+        complete = True
+        names = [n for n in new if layout.is_checkpoint_name(n)]
+        heads: dict[str, ckpt.Header] = {}
+        for name, head in zip(names, read_headers(self.blobs, names)):
+            if isinstance(head, ckpt.Header):
+                heads[name] = head
+            elif isinstance(head, Missing):
+                complete = False
+            else:
+                log.warning("skipping unreadable journal checkpoint: %s", head)
+        # A file an unseen checkpoint covers is loaded with it (a nested checkpoint's too).
+        cover: dict[str, str] = {}
+        for name, head in heads.items():
+            for source in head.sources:
+                cover.setdefault(source, name)
+        tops = [c for c in heads if c not in cover]
+        work = sorted(
+            [(heads[c].position, 0, c) for c in tops]
+            + [(n, 1, n) for n in new if layout.is_segment_name(n) and n not in cover]
+        )
+        applied = 0
+        pending: list[str] = []
+
+        def drain() -> None:
+            nonlocal applied, complete
+            for name, data in zip(pending, self.blobs.read_many(layout.segment_key(n) for n in pending)):
+                if isinstance(data, Missing):
+                    complete = False  # retired since the listing: list again for what covers it
+                elif self._ingest(name, data):
+                    applied += 1
+            pending.clear()
+            if progress:
+                progress("journal", done + applied)
+
+        for _, is_segment, name in work:
+            if is_segment:
+                pending.append(name)
+                if len(pending) >= _READ_BATCH:
+                    drain()
+                continue
+            if pending:
+                drain()
+            loaded = self._load_checkpoint(heads[name], heads, fresh=fresh)
+            if loaded is None:
+                complete = False
+            elif loaded:
+                applied += 1
+            if progress:
+                progress("journal", done + applied)
+        if pending:
+            drain()
+        return applied, complete
+
+    def _load_checkpoint(self, head: Any, heads: dict[str, Any], *, fresh: bool) -> bool | None:
+        """Apply one checkpoint (or just mark what it covers, when all of it was seen);
+        None if it vanished, False if it is unreadable."""
+        from objstore.repo import checkpoint as ckpt
+        from objstore.repo.compaction import load_into
+
+        marks = {head.name: ""}
+        stack = [head]
+        while stack:  # what it covers, and what the checkpoints it covers cover
+            h = stack.pop()
+            for source in h.sources:
+                if source not in marks:
+                    marks[source] = head.name
+                    if source in heads:
+                        stack.append(heads[source])
+        seen = set() if fresh else {
+            i for i, m in enumerate(self.index.segment_marks(head.sources)) if not isinstance(m, Missing)
+        }
+        if len(seen) == len(head.sources):
+            self.index.mark_segments(marks)
+            return True
+        data = self.blobs.read(layout.segment_key(head.name))
+        if isinstance(data, Missing):
+            return None
+        try:
+            _, blocks = ckpt.parse(head.name, data)
+        except CorruptObject as exc:
+            log.warning("skipping unreadable journal checkpoint: %s", exc)
+            return False
+        load_into(self.index, head, blocks, seen, marks)
+        return True
 
     def _ingest(self, name: str, data: bytes) -> bool:
         try:

@@ -1,7 +1,8 @@
 """Read routing: where an object is, and one bulk read for many.
 
 An object is in this process's write buffer, in a pack (the index knows where: its ``packed``
-table), or loose at its fanout path. ``get_many`` resolves every location first and then reads
+table), in a value store at a second URL (its ``value_store`` table names the URL), or loose at
+its fanout path; a value its store lost is looked for loose before it is called missing. ``get_many`` resolves every location first and then reads
 each kind of place in bulk: entries close together in one pack come back from one ranged read.
 An id found nowhere is tried once more after a refresh of the journal, because another writer
 may have packed it and this index has not read that writer's segment yet.
@@ -19,6 +20,7 @@ from objstore.index import Index
 from objstore.missing import MISSING, Missing
 from objstore.repo.buffer import WriteBuffer
 from objstore.repo.repair import DamageLedger
+from objstore.repo.valuestore import ValueStores
 from objstore.store import ObjectStore
 from objstore.store.objects import Decoded
 
@@ -32,13 +34,20 @@ def check_kind(object_id: str, kind: str, expect_kind: str | None) -> None:
 
 class ObjectReader:
     def __init__(
-        self, store: ObjectStore, index: Index, buffer: WriteBuffer, refresh: Callable[[], int], damage: DamageLedger
+        self,
+        store: ObjectStore,
+        index: Index,
+        buffer: WriteBuffer,
+        refresh: Callable[[], int],
+        damage: DamageLedger,
+        value_stores: ValueStores | None = None,
     ):
         self.store = store
         self.index = index
         self.buffer = buffer
         self.refresh = refresh
         self.damage = damage
+        self.value_stores = value_stores
 
     def get(self, object_id: str, *, expect_kind: str | None = None) -> Decoded:
         """(kind, payload), verified; ObjectNotFound or CorruptObject naming the id."""
@@ -100,6 +109,9 @@ class ObjectReader:
                     loose.append(i)  # its pack is gone; a copy may still be loose
                 else:
                     out[i] = item
+            loose.sort()
+        if loose and self.value_stores is not None:
+            loose = self._read_value_stores(ids, loose, out, expect_kind)
         if loose:
             try:
                 got = self.store.get_many([ids[i] for i in loose], expect_kind=expect_kind)
@@ -121,6 +133,43 @@ class ObjectReader:
             known = self.index.get_many("objects", rest)
             self.damage.loose_missing(oid for oid, kind in zip(rest, known) if not isinstance(kind, Missing))
 
+    def _read_value_stores(self, ids: list[str], todo: list[int], out: list, expect_kind: str | None) -> list[int]:
+        """Read what the index places in a value store; the indices still to look for loose."""
+        assert self.value_stores is not None
+        at = self.index.get_many("value_store", [ids[i] for i in todo])
+        by_url: dict[str, list[int]] = {}
+        rest: list[int] = []
+        for i, url in zip(todo, at):
+            if isinstance(url, Missing):
+                rest.append(i)
+            else:
+                by_url.setdefault(url, []).append(i)
+        for url, members in by_url.items():
+            try:
+                store = self.value_stores.store(url)
+            except ValueError as exc:
+                log.warning("objstore: cannot open the value store %s: %s", url, exc)
+                rest.extend(members)
+                continue
+            for i, item in zip(members, store.get_many([ids[i] for i in members], expect_kind=expect_kind)):
+                if isinstance(item, Missing):
+                    rest.append(i)  # lost there (or written loose by an older client)
+                else:
+                    out[i] = item
+        return sorted(rest)
+
+    def value_store_of(self, object_id: str) -> tuple[str, ObjectStore] | None:
+        """(URL, store) the index places ``object_id`` in, or None."""
+        if self.value_stores is None:
+            return None
+        url = self.index.get("value_store", object_id)
+        if isinstance(url, Missing):
+            return None
+        try:
+            return url, self.value_stores.store(url)
+        except ValueError:
+            return None
+
     def _remember_kinds(self, ids: list[str], todo: list[int], out: list) -> None:
         """Objects found by their path that the index did not list (a copy merged in without its
         journal): list them, so `has` and prefix lookups know them from now on."""
@@ -136,7 +185,11 @@ class ObjectReader:
 
     def _missing_reason(self, object_id: str) -> str:
         """Why a read found nothing: the pack the index places it in is gone, or the loose file
-        the index lists is gone, or it was never recorded here."""
+        the index lists is gone, or the value store it was
+        written to does not hold it, or it was never recorded here."""
+        stored = self.value_store_of(object_id)
+        if stored is not None:
+            return f"object {object_id} is missing: the value store at {stored[0]} does not hold it"
         where = self.index.get("packed", object_id)
         kind = self.index.get("objects", object_id) if "objects" in self.index.tables else MISSING
         what = f"object {object_id}" + (f" (a {kind})" if isinstance(kind, str) else "")
@@ -151,7 +204,13 @@ class ObjectReader:
         """(kind, length, chunks) wherever the object is: a packed or buffered object (at most a
         pack entry's size) comes as one chunk, a loose one streams in bounded memory."""
         object_id = validate_id(object_id)
-        if self.buffer.object(object_id) is None and isinstance(self.index.get("packed", object_id), Missing):
+        stored = self.value_store_of(object_id) if self.buffer.object(object_id) is None else None
+        if stored is not None:
+            try:
+                return stored[1].open_stream(object_id, expect_kind=expect_kind)
+            except ObjectNotFound:
+                pass  # lost there: the routed read below looks for it loose
+        elif self.buffer.object(object_id) is None and isinstance(self.index.get("packed", object_id), Missing):
             try:
                 return self.store.open_stream(object_id, expect_kind=expect_kind)
             except ObjectNotFound:

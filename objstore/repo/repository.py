@@ -6,8 +6,11 @@
     objects.ObjectReader  where an object is (buffer, pack, loose) and bulk reads of many
     flush.Flusher         when to flush, and the write order (objects, eval heads, journal, index)
     journal.Journal       segments: writing, listing, catching up (refresh)
+    compaction.Compactor  checkpoints folding many segments; retiring what they cover
+    valuestore.ValueStores  the second URL big values go to (format 2.1 settings)
     evals.EvalHeads       eval-cache heads (files on shared storage)
     reindex.Reindexer     rebuilding the index from the journal or a full scan
+    migrate               format upgrades and downgrades (objstore db)
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from typing import Any
 import refs as refs_pkg
 from objstore import codec, layout, model
 from objstore import format as fmt
-from objstore.errors import CorruptObject, FormatError, RepositoryExists, RepositoryNotFound
+from objstore.errors import CorruptObject, FormatError, RepositoryExists, RepositoryNotFound, StorageError
 from objstore.fs import is_local, is_memory, missing_container, open_url
 from objstore.ids import validate_hash, validate_id
 from objstore.index import MAX_KEY_BYTES, Index, on_network_fs
 from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
+from objstore.repo import journal as journal_mod
 from objstore.repo.buffer import WriteBuffer
+from objstore.repo.compaction import Compactor, uncovered_count
 from objstore.repo.evals import EvalHeads
 from objstore.repo.flush import Flusher, FlushPolicy
 from objstore.repo.index_dir import default_index_dir, normalize_url
@@ -38,6 +43,7 @@ from objstore.repo.journal import Journal, Progress
 from objstore.repo.objects import ObjectReader
 from objstore.repo.reindex import Reindexer
 from objstore.repo.repair import DamageLedger
+from objstore.repo.valuestore import ValueStores, scheme_of
 from objstore.store import open_blobs
 from objstore.store.objects import Decoded, ObjectStore
 
@@ -45,6 +51,10 @@ log = logging.getLogger("objstore.repo")
 
 # A reader's miss refreshes from the journal at most this often (Repository.catch_up).
 CATCH_UP_INTERVAL = 1.0
+
+# How long maintenance leaves what a live client may still use: temp files being written,
+# packs and journal files that something newer replaced. `objstore gc --grace` changes it.
+DEFAULT_GRACE = 3600.0
 
 
 def shared_storage(fs: Any, root: str) -> bool:
@@ -84,12 +94,18 @@ class Repository:
         index_dir: str | os.PathLike[str] | None,
         policy: FlushPolicy,
         eval_files: bool | None = None,
+        storage_options: dict | None = None,
+        value_store_options: dict | None = None,
+        auto_compact: bool = True,
     ):
         self.url = url
         self.fs = fs
         self.root = root
         self.format = doc
+        self.settings = fmt.settings_of(doc, url)
         self.repo_id: str = doc["repo_id"]
+        self.storage_options = storage_options
+        self.value_store_options = value_store_options
         self.policy = policy
         self.durable = policy.durable
         self.blobs = open_blobs(fs, root, durable=policy.durable)
@@ -108,11 +124,17 @@ class Repository:
         self.journal = Journal(self.blobs, self.index, self.writer_id, lock)
         self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files)
         self.damage = DamageLedger(self.index, self.store)
-        self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh, self.damage)
+        self.value_stores = ValueStores(self._value_store_options, durable=policy.durable)
+        self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh, self.damage, self.value_stores)
         self.flusher = Flusher(
             buffer=self.buffer, store=self.store, evals=self.evals, journal=self.journal,
             index=self.index, packs=lambda: self.packs, policy=policy, lock=lock, damage=self.damage,
+            value_store=self._value_store_target,
         )  # fmt: skip
+        self.compactor = Compactor(self.blobs, self.index, self.writer_id)
+        self._lock = lock
+        self._compacting: threading.Thread | None = None
+        self.auto_compact = auto_compact
         try:
             if self.index.meta_get("repo_id") != self.repo_id:
                 # New, foreign or schema-reset index: rebuild it from the journal.
@@ -147,13 +169,20 @@ class Repository:
         create: bool = False,
         eval_files: bool | None = None,
         policy: FlushPolicy | None = None,
+        value_store_options: dict | None = None,
+        migrate: bool | None = None,
+        auto_compact: bool = True,
     ) -> Repository:
         """Open the repository at ``url`` (``create``: init it when absent, unless the location
         already holds repository data without its objstore.json).
 
         ``policy`` says when buffered records are flushed (``durable`` is its shorthand for an
         fsync per flush); ``eval_files`` (default: only on shared storage) writes each eval
-        head as a file under evals/ besides its journal entry.
+        head as a file under evals/ besides its journal entry; ``value_store_options`` are the
+        fsspec options of the repository's value store (default: ``storage_options`` when it
+        is the same kind of storage as the repository, else none). ``migrate``: upgrade the
+        format to this objstore's now (default: only a repository on this machine's own disk);
+        ``auto_compact``: compact the journal in the background past the compact_threshold.
         """
         policy = _policy({"durable": durable, "policy": policy})
         fsys, root = open_url(url, storage_options)
@@ -172,17 +201,27 @@ class Repository:
                 )
             if not create:
                 raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
+            more: dict[str, Any] = {"index_dir": index_dir, "eval_files": eval_files, "policy": policy,
+                                    "value_store_options": value_store_options, "auto_compact": auto_compact}  # fmt: skip
             try:
-                return cls.init(url, storage_options, index_dir=index_dir, eval_files=eval_files, policy=policy)
+                return cls.init(url, storage_options, **more)
             except RepositoryExists:  # lost a creation race: open the winner's
-                return cls.open(url, storage_options, index_dir=index_dir, eval_files=eval_files, policy=policy)
-        repo = cls(url, fsys, root, doc, index_dir=index_dir, policy=policy, eval_files=eval_files)
-        if fmt.version_of(doc)[0] < fmt.FORMAT_VERSION[0] and (is_local(fsys) or is_memory(fsys)):
-            # A local repository has no other objstore version writing to it that could miss
-            # the packs this one writes: upgrade it now. A shared bucket waits for `objstore
-            # upgrade`, run once every worker has an objstore that reads packs.
+                return cls.open(url, storage_options, **more)
+        repo = cls(
+            url, fsys, root, doc, index_dir=index_dir, policy=policy, eval_files=eval_files,
+            storage_options=storage_options, value_store_options=value_store_options, auto_compact=auto_compact,
+        )  # fmt: skip
+        if migrate is None:
+            migrate = migrates_on_open(fsys, root)
+        if fmt.version_of(doc) < fmt.FORMAT_VERSION and migrate:
+            # A repository on this machine's own disk has no client of another objstore version
+            # on another machine that could miss what this one writes: migrate it now. Shared
+            # storage (buckets, network mounts) waits for `objstore db upgrade`, run once every
+            # client has an objstore that reads the new version.
             try:
                 repo.upgrade()
+            except StorageError as exc:
+                log.warning("%s: left at format %s (cannot migrate it: %s)", url, fmt.show(doc["version"]), exc)
             except BaseException:
                 repo.index.close()
                 raise
@@ -190,18 +229,59 @@ class Repository:
 
     @property
     def packs(self) -> bool:
-        """Whether flushes may write pack files (format major >= 2)."""
-        return fmt.writes_packs(self.format)
+        """Whether flushes may write pack files (format >= 2.0, and the `pack` setting)."""
+        return fmt.allows(self.format, fmt.PACKS) and self.settings.pack
 
-    def upgrade(self) -> bool:
-        """Rewrite objstore.json at this objstore's format version; True if it changed."""
-        new = fmt.upgraded(self.format)
-        if new is None:
+    @property
+    def checkpoints(self) -> bool:
+        """Whether the journal may be compacted into checkpoints (format >= 3.0)."""
+        return fmt.allows(self.format, fmt.CHECKPOINTS)
+
+    def upgrade(self, target: fmt.Version | None = None, progress: Progress | None = None) -> bool:
+        """Migrate to ``target`` (default: this objstore's format version), running each
+        step's data migration; True if the version changed."""
+        from objstore.repo.migrate import migrate
+
+        before = fmt.version_of(self.format)
+        target = target or fmt.FORMAT_VERSION
+        if before >= target:
             return False
-        self.blobs.replace(layout.FORMAT_FILE, codec.canonical_json(new))
-        log.info("%s: upgraded repository format %s -> %s", self.url, self.format["version"], new["version"])
-        self.format = new
-        return True
+        migrate(self, target, progress=progress)
+        return fmt.version_of(self.format) != before
+
+    def write_format(self, doc: dict[str, Any]) -> None:
+        """Replace objstore.json (a migration's last step, or a settings change)."""
+        fmt.check(doc, self.url)
+        self.blobs.replace(layout.FORMAT_FILE, codec.canonical_json(doc))
+        log.info("%s: objstore.json now at format %s", self.url, fmt.show(doc["version"]))
+        self.format = doc
+        self.settings = fmt.settings_of(doc, self.url)
+
+    def reload_format(self) -> dict[str, Any]:
+        """Read objstore.json again (another client may have upgraded or changed settings)."""
+        doc = _read_format(self.blobs, self.url)
+        if isinstance(doc, Missing):
+            raise RepositoryNotFound(f"no objstore repository at {self.url} ({layout.FORMAT_FILE} not found)")
+        if doc.get("repo_id") != self.repo_id:
+            raise FormatError(f"{self.url}: {layout.FORMAT_FILE} now names another repository")
+        self.format = doc
+        self.settings = fmt.settings_of(doc, self.url)
+        return doc
+
+    # -- the value store ----------------------------------------------------------------------
+
+    def _value_store_options(self, url: str) -> dict | None:
+        if self.value_store_options is not None:
+            return self.value_store_options
+        if scheme_of(url) == scheme_of(self.url):
+            return self.storage_options  # same kind of storage: most likely the same account
+        return None
+
+    def _value_store_target(self) -> Any:
+        url = self.settings.value_store_url
+        if not url or not fmt.allows(self.format, fmt.VALUE_STORE):
+            return None
+        return url, self.value_stores.store(url), self.settings.value_store_min_size
 
     def _stamp_index(self) -> None:
         self.index.meta_put("repo_id", self.repo_id)
@@ -306,12 +386,15 @@ class Repository:
 
     def refresh(self, progress: Progress | None = None) -> int:
         """Ingest the journal segments this index has not seen yet; how many. (Also picks up
-        damage other processes sharing the index found or repaired.)"""
+        damage other processes sharing the index found or repaired.) Past the repository's
+        compact_threshold of segments no checkpoint covers, start compacting them in the
+        background (format 3.0)."""
         started = time.monotonic()
         done = self.journal.refresh(progress)
         self.damage.reload()
         self._last_refresh = now = time.monotonic()
         self._refresh_cost = now - started
+        self._maybe_compact()
         return done
 
     def catch_up(self) -> int:
@@ -326,6 +409,49 @@ class Repository:
         if self._flush_lock.locked():
             return 0  # this writer is flushing: try again at a later miss
         return self.refresh()
+
+    def write_segment(self, listing: journal_mod.Listing, entries: list[IndexEntry], *, trusted: bool = False) -> str:
+        """Journal ``entries`` (checked, unless ``trusted``: built here from checked ids) at once,
+        as a flush would, and apply them here: how maintenance tells every client that objects
+        moved, or what a repair found."""
+        checked = list(entries) if trusted else self._checked(entries)
+        with self._lock:
+            name = self.journal.write(listing, checked)
+            self.index.apply(journal_mod.index_entries(self.index, listing, checked), segment=name, prechecked=True)
+        return name
+
+    # -- compaction ---------------------------------------------------------------------------
+
+    def compact(self, *, merge: bool = True, progress: Progress | None = None) -> str | None:
+        """Fold the journal into a new checkpoint (FormatError before format 3.0); its name, or
+        None when there was nothing to fold. What it covers is retired later (``retire_journal``)."""
+        if not self.checkpoints:
+            raise FormatError(
+                f"{self.url}: journal compaction needs format {fmt.show(fmt.CHECKPOINTS)} (this repository "
+                f"is {fmt.show(self.format['version'])}): run `objstore db upgrade` once every client reads it"
+            )
+        return self.compactor.compact(merge=merge, progress=progress)
+
+    def _maybe_compact(self) -> None:
+        threshold = self.settings.compact_threshold
+        if not (self.auto_compact and threshold and self.checkpoints) or self._closed:
+            return
+        if self._compacting is not None and self._compacting.is_alive():
+            return
+        if uncovered_count(self.index, self.journal.listed) < threshold:
+            return
+        self._compacting = threading.Thread(target=self._compact_in_background, name="objstore-compact", daemon=True)
+        self._compacting.start()
+
+    def _compact_in_background(self) -> None:
+        try:
+            found = self.compactor.compact(merge=False)
+            if found:
+                from objstore.repo.compaction import survey
+
+                self.compactor.retire(self.compactor.retirable(survey(self.blobs), grace=DEFAULT_GRACE))
+        except Exception as exc:  # a compaction is an optimisation: never the caller's failure
+            log.warning("%s: background journal compaction failed: %s", self.url, exc)
 
     def reindex(self, *, full_scan: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Clear the index and rebuild it from journal/ (and, with full_scan, objects/ + evals/)."""
@@ -344,7 +470,14 @@ class Repository:
             self.flush()
         finally:
             self._closed = True
+            self._join_compaction()
             self.index.close()
+
+    def _join_compaction(self) -> None:
+        worker = self._compacting
+        if worker is not None:
+            worker.join()
+            self._compacting = None
 
     def __enter__(self) -> Repository:
         return self
@@ -355,10 +488,19 @@ class Repository:
         else:  # do not write a half-done batch from a failing block; just let go of the index
             self.flusher.stop()
             self._closed = True
+            self._join_compaction()
             self.index.close()
 
     def __repr__(self) -> str:
         return f"Repository({self.url!r})"
+
+
+def migrates_on_open(fs: Any, root: str) -> bool:
+    """Whether opening migrates a repository to this objstore's format: on this machine's own
+    disk (or in this process's memory), where no client on another machine can be writing it."""
+    if is_memory(fs):
+        return True
+    return is_local(fs) and not shared_storage(fs, root)
 
 
 def _policy(kwargs: dict[str, Any]) -> FlushPolicy:
@@ -370,4 +512,4 @@ def _policy(kwargs: dict[str, Any]) -> FlushPolicy:
     return policy
 
 
-__all__ = ["Repository", "shared_storage"]
+__all__ = ["Repository", "shared_storage", "migrates_on_open", "DEFAULT_GRACE"]

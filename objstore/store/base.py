@@ -154,5 +154,56 @@ class BlobStore(abc.ABC):
         local stores leave them (a remote write is one upload), so by default: none."""
         return 0
 
+    def list_temp(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, modification time) of every temp file under ``prefix`` (none remotely)."""
+        return []
 
-__all__ = ["BlobStore", "Producer"]
+    def delete_many(self, keys: Iterable[str]) -> list[bool]:
+        return [self.delete(k) for k in keys]
+
+    def list_details(self, prefix: str) -> list[tuple[str, int, float]]:
+        """(key, size, modification time as a POSIX timestamp) of every key below ``prefix``,
+        sorted; temp files skipped. One listing: object stores return both with the names."""
+        top = self.path(prefix.strip("/"))
+        from objstore.fs import translate
+
+        with translate(top, passthrough=()):
+            self.fs.invalidate_cache(top)
+            try:
+                found = self.fs.find(top, detail=True)
+            except FileNotFoundError:
+                return []
+            finally:
+                self.fs.invalidate_cache(top)
+        out = []
+        for path, info in found.items():
+            key = self.key_of(self.fs._strip_protocol(path))
+            if is_temp(key) or info.get("type", "file") != "file":
+                continue
+            out.append((key, int(info.get("size") or 0), modified_time(info)))
+        out.sort()
+        return out
+
+
+def modified_time(info: dict) -> float:
+    """An fsspec info dict's modification time as a POSIX timestamp (0.0 when it has none)."""
+    import datetime as _dt
+
+    for field in ("mtime", "LastModified", "last_modified", "updated", "created", "timeCreated"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, _dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=_dt.UTC)).timestamp()
+        if isinstance(value, str):
+            try:
+                when = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (when if when.tzinfo else when.replace(tzinfo=_dt.UTC)).timestamp()
+    return 0.0
+
+
+__all__ = ["BlobStore", "Producer", "modified_time"]

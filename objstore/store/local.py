@@ -112,6 +112,46 @@ class LocalBlobStore(BlobStore):
             except IsADirectoryError:
                 raise CorruptObject(path, "a directory stands where a file should be") from None
 
+    def list_details(self, prefix: str) -> list[tuple[str, int, float]]:
+        top = self._prefix + prefix.strip("/")
+        out: list[tuple[str, int, float]] = []
+        with translate(top, passthrough=()):
+            self._walk_details(top, prefix.strip("/"), out)
+        out.sort()
+        return out
+
+    def _walk_details(self, directory: str, key: str, out: list[tuple[str, int, float]]) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            child = f"{key}/{entry.name}" if key else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    self._walk_details(entry.path, child, out)
+                else:
+                    st = entry.stat(follow_symlinks=False)
+                    out.append((child, st.st_size, st.st_mtime))
+            except FileNotFoundError:
+                continue
+
+    def list_temp(self, prefix: str) -> list[tuple[str, float]]:
+        top = self._prefix + prefix.strip("/")
+        found: list[tuple[str, float]] = []
+        with translate(top, passthrough=()):
+            for directory, _, names in os.walk(top):
+                for name in names:
+                    if name.startswith(TEMP_PREFIX):
+                        path = os.path.join(directory, name)
+                        try:
+                            found.append((self.key_of(path), os.lstat(path).st_mtime))
+                        except FileNotFoundError:
+                            pass
+        return sorted(found)
+
     def clean_temp(self, prefix: str, *, older_than: float) -> int:
         cutoff = time.time() - older_than
         removed = 0
