@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from objstore import codec, layout
+from objstore import codec, layout, model
 from objstore.errors import CorruptObject, NameCollision
 from objstore.ids import is_hash, is_uuid
 from objstore.index import Index
@@ -33,14 +34,32 @@ Progress = Callable[[str, int], None]
 Listing = list[list[str]]  # [[object id, kind], ...]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One segment as read back: what it lists, its raw entries, and the model.DERIVATION its
+    writer derived them with (1 when the segment predates the field)."""
+
+    name: str
+    listing: Listing
+    entries: list[Any]
+    derivation: int = model.DERIVATION
+
+
 def encode(writer: str, listing: Listing, entries: list[IndexEntry]) -> bytes:
-    doc = {"format": FORMAT, "version": 1, "writer": writer, "objects": listing, "entries": entries}
+    doc = {"format": FORMAT, "version": 1, "writer": writer, "derived": model.DERIVATION,
+           "objects": listing, "entries": entries}  # fmt: skip
     return codec.encode(KIND, codec.canonical_json(doc))
 
 
 def decode(name: str, data: bytes) -> tuple[Listing, list[Any]]:
     """(object listing, raw entries) of a segment; CorruptObject naming it when unreadable.
     A malformed listing item is skipped (and logged); entries are checked by the caller."""
+    segment = parse(name, data)
+    return segment.listing, segment.entries
+
+
+def parse(name: str, data: bytes) -> Segment:
+    """The segment ``name`` from its bytes; CorruptObject naming it when unreadable."""
     where = f"journal/{name}"
     _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
     doc = codec.parse_json(payload, object_id=where)
@@ -58,7 +77,9 @@ def decode(name: str, data: bytes) -> tuple[Listing, list[Any]]:
         else:
             log.warning("%s: skipping malformed object listing %r", where, item)
     entries = doc.get("entries") or []
-    return listing, entries if isinstance(entries, list) else []
+    derived = doc.get("derived", 1)
+    return Segment(name, listing, entries if isinstance(entries, list) else [],
+                   derived if isinstance(derived, int) else 1)  # fmt: skip
 
 
 def index_entries(index: Index, listing: Listing, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
@@ -90,6 +111,9 @@ class Journal:
         self.writer_id = writer_id
         self._lock = lock  # the flush lock: a refresh never runs beside this writer's flush
         self._last_stamp: _dt.datetime | None = None
+        # Objects listed by ingested segments of an older derivation, whose entries the
+        # repository derives again once the lock is released (Repository.refresh).
+        self._stale: Listing = []
 
     def _next_name(self) -> str:
         now = _dt.datetime.now(_dt.UTC)
@@ -135,14 +159,37 @@ class Journal:
 
     def _ingest(self, name: str, data: bytes) -> bool:
         try:
-            listing, entries = decode(name, data)
+            segment = parse(name, data)
         except CorruptObject as exc:
             # Left unmarked, so a repaired segment is picked up by a later refresh.
             log.warning("skipping unreadable journal segment: %s", exc)
             return False
-        good = valid_entries(self.index, entries, f"journal/{name}")
-        self.index.apply(index_entries(self.index, listing, good), segment=name, prechecked=True)
+        good = valid_entries(self.index, segment.entries, f"journal/{name}")
+        self.index.apply(index_entries(self.index, segment.listing, good), segment=name, prechecked=True)
+        stale = model.rederived_kinds(segment.derivation)
+        if stale:
+            self._stale.extend(item for item in segment.listing if item[1] in stale)
         return True
 
+    def take_stale(self) -> Listing:
+        """The objects ingested segments listed whose entries must be derived again (once)."""
+        with self._lock:
+            stale, self._stale = self._stale, []
+            return stale
 
-__all__ = ["Journal", "encode", "decode", "index_entries", "valid_entries", "KIND", "FORMAT"]
+    def read(self, names: Iterable[str]) -> Iterator[Segment]:
+        """The named segments, in the order given; a missing one (compacted away since it was
+        listed) or an unreadable one (logged) is left out."""
+        names = list(names)
+        for start in range(0, len(names), _READ_BATCH):
+            batch = names[start : start + _READ_BATCH]
+            for name, data in zip(batch, self.blobs.read_many(layout.segment_key(n) for n in batch)):
+                if isinstance(data, Missing):
+                    continue
+                try:
+                    yield parse(name, data)
+                except CorruptObject as exc:
+                    log.warning("skipping unreadable journal segment: %s", exc)
+
+
+__all__ = ["Journal", "Segment", "encode", "decode", "parse", "index_entries", "valid_entries", "KIND", "FORMAT"]

@@ -29,13 +29,14 @@ from objstore.ids import validate_hash, validate_id
 from objstore.index import MAX_KEY_BYTES, Index, on_network_fs
 from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
+from objstore.repo import journal as journal_mod
 from objstore.repo.buffer import WriteBuffer
 from objstore.repo.evals import EvalHeads
 from objstore.repo.flush import Flusher, FlushPolicy
 from objstore.repo.index_dir import default_index_dir, normalize_url
 from objstore.repo.journal import Journal, Progress
 from objstore.repo.objects import ObjectReader
-from objstore.repo.reindex import Reindexer
+from objstore.repo.reindex import Reindexer, rederive
 from objstore.store import open_blobs
 from objstore.store.objects import Decoded, ObjectStore
 
@@ -278,8 +279,23 @@ class Repository:
     # -- journal and reindex ------------------------------------------------------------------
 
     def refresh(self, progress: Progress | None = None) -> int:
-        """Ingest the journal segments this index has not seen yet; how many."""
-        return self.journal.refresh(progress)
+        """Ingest the journal segments this index has not seen yet; how many. Objects listed by
+        a segment of an older derivation get their entries derived again (model.DERIVATION)."""
+        done = self.journal.refresh(progress)
+        stale = self.journal.take_stale()
+        if stale:
+            rederive(self.objects, self.index, stale)
+        return done
+
+    def applied_segments(self) -> set[str]:
+        """The journal segments this index has ingested (or written)."""
+        return self.index.segments()
+
+    def read_segments(self, names: Iterable[str]) -> Iterator[journal_mod.Segment]:
+        """The named journal segments as stored (what each lists, its entries), in the order
+        given; a segment gone since (compacted) is left out. For derived views kept beside the
+        index (redun's SQL replica) that catch up with the segments they have not seen."""
+        return self.journal.read(names)
 
     def reindex(self, *, full_scan: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Clear the index and rebuild it from journal/ (and, with full_scan, objects/ + evals/)."""
