@@ -13,8 +13,6 @@ import pickle
 from collections.abc import Iterable
 from typing import Any
 
-from objstore.model.value import ERROR_TYPE
-
 PREVIEW_MAX_BYTES = 1 << 20  # larger values are described, not decoded
 PREVIEW_MAX_CHARS = 200  # redun's trim_string default
 
@@ -48,6 +46,9 @@ class _Stub:
 
     def __repr__(self) -> str:
         name = self._qualname.rsplit(".", 1)[-1]
+        special = _redun_repr(self._qualname, name, self.__dict__["_stub_state"])
+        if special is not None:
+            return special
         state = self.__dict__["_stub_state"]
         if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
             state = {**(state[0] or {}), **state[1]}  # (dict, slots)
@@ -63,6 +64,29 @@ class _Stub:
         if "_stub_items" in self.__dict__:
             parts.append(repr(self.__dict__["_stub_items"]))
         return f"{name}({', '.join(parts)})"
+
+
+def _safe_load(data: Any) -> Any:
+    return _PreviewUnpickler(io.BytesIO(data)).load() if isinstance(data, bytes) else data
+
+
+def _redun_repr(qualname: str, name: str, state: Any) -> str | None:
+    """redun's own reprs for the redun classes values hold (Files, task expressions, errors),
+    rebuilt from their pickled state; None for anything else."""
+    if not isinstance(state, dict):
+        return None
+    try:
+        if qualname.startswith("redun.file.") and "path" in state and isinstance(state.get("hash"), str):
+            return f"{name}(path={state['path']}, hash={state['hash'][:8]})"
+        if qualname == "redun.expression.TaskExpression" and "task_name" in state:
+            args, kwargs = _safe_load(state.get("args")) or (), _safe_load(state.get("kwargs")) or {}
+            shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in sorted(dict(kwargs).items())]
+            return f"{state['task_name']}({', '.join(shown)})"
+        if qualname == "redun.scheduler.ErrorValue" and "error" in state:
+            return f"ErrorValue({state['error']!r})"
+    except Exception:  # a state of another shape: the generic stub repr
+        return None
+    return None
 
 
 _SAFE_BUILTINS = {
@@ -84,26 +108,73 @@ class _PreviewUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not previewed")
 
 
+def _state(obj: Any) -> dict[str, Any]:
+    """A stub's pickled state as one dict (plain __dict__ state, or (dict, slots))."""
+    state = obj.__dict__.get("_stub_state") if isinstance(obj, _Stub) else None
+    if isinstance(state, tuple) and len(state) == 2:
+        state = {**(state[0] or {}), **(state[1] or {})}
+    return state if isinstance(state, dict) else {}
+
+
+def _error_text(error: Any) -> str:
+    """``TypeName: message`` as Python's traceback module ends a traceback."""
+    if isinstance(error, _Stub):
+        args: tuple[Any, ...] = tuple(error.__dict__.get("_stub_args") or ())
+        message = str(args[0]) if len(args) == 1 else (str(args) if args else "")
+        return f"{error._qualname.rsplit('.', 1)[-1]}: {message}"
+    return f"{type(error).__name__}: {error}"
+
+
+def error_details(format: str, data: bytes) -> tuple[str, list[str]] | None:
+    """(the raised error's repr, its traceback lines as redun's Traceback.format prints them) of
+    a stored redun.ErrorValue, read without running any code it names; None if unreadable."""
+    if "pickle" not in format:
+        return None
+    try:
+        value = _PreviewUnpickler(io.BytesIO(data)).load()
+        state = _state(value)
+        error = state.get("error")
+        lines: list[str] = []
+        traceback = _state(state.get("traceback"))
+        for frame in traceback.get("frames") or []:
+            f = _state(frame)
+            job = _state(f.get("job")).get("id")
+            where = f'File "{f.get("filename")}", line {f.get("lineno")}, in {f.get("name")}'
+            lines.append(f"  Job {str(job)[:8]}: {where}" if job else f"  {where}")
+            lines.append(f"    {str(f.get('_line') or '').strip()}")
+            local_vars = f.get("locals") or {}
+            if isinstance(local_vars, dict) and local_vars:
+                width = max(map(len, map(str, local_vars)))
+                lines.extend(f"    {str(k).ljust(width)} = {v}" for k, v in sorted(local_vars.items()))
+        if error is not None:
+            lines.append(_error_text(traceback.get("error", error)))
+        logs = traceback.get("logs") or []
+        if logs:
+            lines += ["", "Latest logs:", *(str(line).rstrip("\n") for line in logs)]
+        return trim(repr(error)) if error is not None else "Unknown", lines
+    except Exception:  # an unreadable error value is described, never a failed command
+        return None
+
+
 def trim(text: str, limit: int = PREVIEW_MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def preview_value(type_name: str, format: str, data: bytes, subtype: dict | None = None) -> str:
-    """A short repr-style text for a stored value, without executing anything it names."""
+def preview_value(
+    type_name: str, format: str, data: bytes, subtype: dict | None = None, value_hash: str | None = None
+) -> str:
+    """A short repr-style text for a stored value, without executing anything it names. Files
+    and tasks read as redun's reprs do (``File(path=…, hash=…)``) when ``value_hash`` is given."""
+    tail = f", hash={value_hash[:8]}" if value_hash else ""
     if subtype and subtype.get("_type") == "File":
-        return trim(f"File(path={subtype.get('path')})")
+        return trim(f"File(path={subtype.get('path')}{tail})")
     if subtype and subtype.get("_type") == "Task":
         name = subtype.get("name", "?")
         namespace = subtype.get("namespace")
-        return trim(f"Task({namespace + '.' if namespace else ''}{name})")
+        return trim(f"Task(fullname={namespace + '.' if namespace else ''}{name}{tail})")
     try:
         if "pickle" in format:
-            obj = _PreviewUnpickler(io.BytesIO(data)).load()
-            if type_name == ERROR_TYPE and isinstance(obj, _Stub):
-                state = obj.__dict__["_stub_state"]
-                if isinstance(state, dict) and "error" in state:
-                    return trim(repr(state["error"]))
-            return trim(repr(obj))
+            return trim(repr(_PreviewUnpickler(io.BytesIO(data)).load()))
         if format in ("application/json", "json"):
             return trim(repr(json.loads(data)))
         if format.startswith("text/"):
