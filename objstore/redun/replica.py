@@ -1,0 +1,448 @@
+"""A read-only SQL replica of a repository in redun's own schema, for redun's own CLI.
+
+`redun log`, `console`, `repl`, `export` and `tag list` query SQLAlchemy directly. For them the
+redun backend keeps ``<index dir>/redun-replica.sqlite``: a sqlite database created from redun's
+own models (``Base.metadata``, alembic's version row, redun_version), filled row for row as
+redun's sqlite backend would hold the same records, and brought up to date from the journal
+whenever it is opened: records are immutable, so catching up is applying the segments the
+replica has not applied yet, in journal order (sqlite hands rows back in insertion order, and
+redun's tests and console rely on it). It is derived and local, like the index: deleting it
+loses nothing, and nothing ever writes to a repository through it.
+
+Filling: a segment's listing says which objects it added; they are read in bulk (packed
+neighbours come from one ranged read), turned into rows by plain functions, and inserted with
+SQLAlchemy Core executemany on redun's tables in one transaction per catch-up (a first build
+drops the secondary indexes and builds them once at the end). Jobs start as a journal note
+(running: no end, no call node) and become rows with an end later: an upsert keeps their row.
+Values of up to ``INLINE_MAX`` bytes are copied in; bigger ones are read from the repository
+when redun asks for them (``ValueSource``, redun's value-store interface).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from redun.backends.base import TagEntity
+from redun.backends.db import (
+    REDUN_DB_VERSIONS,
+    Argument,
+    ArgumentResult,
+    Base,
+    CallEdge,
+    CallNode,
+    CallSubtreeTask,
+    Execution,
+    File,
+    Handle,
+    HandleEdge,
+    Job,
+    RedunBackendDb,
+    RedunMigration,
+    RedunVersion,
+    Subvalue,
+    Tag,
+    TagEdit,
+    Task,
+    Value,
+)
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from objstore import model
+from objstore.errors import CorruptObject
+from objstore.missing import MISSING, Missing
+from objstore.model import value as value_kind
+
+log = logging.getLogger("objstore.redun")
+
+FILENAME = "redun-replica.sqlite"
+SCHEMA = 1  # this module's fill rules; a replica of another is rebuilt
+INLINE_MAX = 1 << 20  # larger values stay in the repository (read through ValueSource)
+READ_BATCH = 2048
+SEGMENT_BATCH = 64
+_META = sa.MetaData()
+META_TABLE = sa.Table("objstore_replica", _META, sa.Column("key", sa.String, primary_key=True),
+                      sa.Column("value", sa.String))  # fmt: skip
+SEGMENT_TABLE = sa.Table("objstore_segment", _META, sa.Column("name", sa.String, primary_key=True))
+
+# Insert order: what rows refer to comes first (foreign keys are not enforced while filling).
+ROW_TABLES = (
+    Value.__table__, Subvalue.__table__, File.__table__, Task.__table__, CallNode.__table__,
+    CallEdge.__table__, Argument.__table__, ArgumentResult.__table__, CallSubtreeTask.__table__,
+    Job.__table__, Execution.__table__, Tag.__table__, TagEdit.__table__, Handle.__table__,
+    HandleEdge.__table__,
+)  # fmt: skip
+
+
+def when(text: str | None) -> datetime | None:
+    """A record's timestamp text as the tz-aware datetime redun's DateTimeUTC columns take."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class Rows:
+    """Rows per redun table, filled from objects (and journal notes) in the order given."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[dict[str, Any]]] = {t.name: [] for t in ROW_TABLES}
+        self.running: list[dict[str, Any]] = []  # job start notes (no end yet)
+        self.heartbeats: dict[str, datetime] = {}
+        self.records = 0
+
+    def add(self, table: str, **row: Any) -> None:
+        self.tables[table].append(row)
+
+    # -- per kind ----------------------------------------------------------------------------
+
+    def value(self, value_hash: str, payload: bytes) -> None:
+        head, data = value_kind.split(payload, value_hash)
+        self.add("value", value_hash=value_hash, type=head["type"], format=head["format"],
+                 value=bytes(data) if len(data) <= INLINE_MAX else b"")  # fmt: skip
+        for child in head.get("subvalues", ()):
+            self.add("subvalue", value_hash=child, parent_value_hash=value_hash)
+        subtype = head.get("subtype") or {}
+        if subtype.get("_type") == "File":
+            self.add("file", value_hash=value_hash, path=subtype.get("path"))
+        elif subtype.get("_type") == "Task":
+            self.add("task", hash=value_hash, name=subtype.get("name"), namespace=subtype.get("namespace") or "",
+                     source=subtype.get("source") or "")  # fmt: skip
+
+    def call(self, call_hash: str, doc: dict[str, Any]) -> None:
+        self.add("call_node", call_hash=call_hash, task_name=doc["task_name"], task_hash=doc["task_hash"],
+                 args_hash=doc["args_hash"], value_hash=doc["value_hash"], timestamp=when(doc.get("timestamp")))
+        for order, child in enumerate(doc.get("children", ())):
+            self.add("call_edge", parent_id=call_hash, child_id=child, call_order=order)
+        for key, arg in doc.get("args", ()):
+            position, keyword = (int(key), None) if key.isdigit() else (None, key)
+            self.add("argument", arg_hash=arg["arg_hash"], call_hash=call_hash, value_hash=arg["value_hash"],
+                     arg_position=position, arg_key=keyword)  # fmt: skip
+            for upstream in arg.get("upstream", ()):
+                self.add("argument_result", arg_hash=arg["arg_hash"], result_call_hash=upstream)
+        for task_hash in doc.get("subtree_tasks", ()):
+            self.add("call_subtree_task", call_hash=call_hash, task_hash=task_hash)
+
+    def job(self, job_id: str, doc: dict[str, Any]) -> None:
+        self.add("job", id=job_id, start_time=when(doc.get("start_time")), end_time=when(doc.get("end_time")),
+                 task_hash=doc["task_hash"], cached=bool(doc.get("cached")), call_hash=doc.get("call_hash"),
+                 parent_id=doc.get("parent_id"), execution_id=doc["execution_id"])  # fmt: skip
+
+    def job_start(self, job_id: str, note: dict[str, Any]) -> None:
+        self.running.append(dict(id=job_id, start_time=when(note.get("start_time")), end_time=None,
+                                 task_hash=note.get("task_hash"), cached=False, call_hash=None,
+                                 parent_id=note.get("parent_id"), execution_id=note.get("execution_id")))  # fmt: skip
+
+    def execution(self, execution_id: str, doc: dict[str, Any]) -> None:
+        self.add("execution", id=execution_id, args=doc.get("args") or "[]", job_id=doc.get("job_id"),
+                 updated_time=None)  # fmt: skip
+
+    def tag(self, tag_hash: str, doc: dict[str, Any]) -> None:
+        self.add("tag", tag_hash=tag_hash, entity_type=TagEntity(doc["entity_type"]), entity_id=doc["entity_id"] or "",
+                 key=doc["key"], value=doc["value"], is_current=True)  # fmt: skip
+        for parent in doc.get("parents", ()):
+            self.add("tag_edit", parent_id=parent, child_id=tag_hash)
+
+    def handle(self, doc: dict[str, Any], valid: bool) -> None:
+        self.add("handle", hash=doc["hash"], fullname=doc["fullname"], value_hash=doc["value_hash"],
+                 key=doc.get("key") or "", is_valid=valid)  # fmt: skip
+
+    def handle_edge(self, doc: dict[str, Any]) -> None:
+        self.add("handle_edge", parent_id=doc["parent"], child_id=doc["child"])
+
+    def note(self, entry: Any) -> None:
+        """A journal-only entry a segment carries: a job's start, an execution's heartbeat."""
+        try:
+            op, table, key, value = entry
+        except (TypeError, ValueError):
+            return
+        if table == "job_start":
+            try:
+                self.job_start(key, json.loads(value))
+            except (ValueError, TypeError, AttributeError):
+                pass
+        elif table == "exec_updated":
+            stamp = when(value)
+            if stamp is not None:
+                self.heartbeats[key] = stamp
+
+
+class ValueSource:
+    """redun's value-store interface (get / size) over the repository, for the values the
+    replica does not copy in (larger than INLINE_MAX)."""
+
+    def __init__(self, prov: Any):
+        self.prov = prov
+
+    def get(self, value_hash: str) -> tuple[bytes, bool]:
+        stored = self.prov.values.get_value(value_hash)
+        return (b"", False) if isinstance(stored, Missing) else (stored.data, True)
+
+    def size(self, value_hash: str) -> int:
+        stored = self.prov.values.get_value(value_hash)
+        return 0 if isinstance(stored, Missing) else len(stored.data)
+
+    def has(self, value_hash: str) -> bool:
+        return self.prov.values.has_value(value_hash)
+
+
+class Replica:
+    """The replica of one repository (``prov``: its Provenance) at ``path``."""
+
+    def __init__(self, prov: Any, path: str | Path | None = None):
+        self.prov = prov
+        self.repo = prov.repo
+        self.path = Path(path) if path is not None else Path(self.repo.index_dir) / FILENAME
+        self.db = RedunBackendDb(db_uri=f"sqlite:///{self.path}")
+        self._lock = threading.RLock()
+        self._writer: sa.Engine | None = None
+        self._seen_count = -1  # segments applied to the index when we last caught up
+        self.last_sync: dict[str, Any] = {}
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def open(self) -> RedunBackendDb:
+        """The private RedunBackendDb reading the replica (built or caught up first)."""
+        with self._lock:
+            self.sync()
+            if self.db.engine is None:
+                self.db.create_engine()
+                self.db.value_store = ValueSource(self.prov)  # type: ignore[assignment]
+                self.db._database_loaded = True
+            return self.db
+
+    def writer(self) -> sa.Engine:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(f"sqlite:///{self.path}", connect_args={"check_same_thread": False,
+                                                                                "timeout": 60})  # fmt: skip
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, record: Any) -> None:
+                dbapi_connection.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=OFF")  # derived: a crash loses nothing
+                cursor.execute("PRAGMA foreign_keys=OFF")
+                cursor.close()
+
+            self._writer = engine
+        return self._writer
+
+    def close(self) -> None:
+        with self._lock:
+            if self.db.session is not None:
+                self.db.session.close()
+            if self.db.engine is not None:
+                self.db.engine.dispose()
+            if self._writer is not None:
+                self._writer.dispose()
+                self._writer = None
+
+    # -- catching up -------------------------------------------------------------------------
+
+    def stale(self) -> bool:
+        """Whether the index has applied segments since the last catch-up (a cheap check)."""
+        return self.repo.index.segment_count() != self._seen_count
+
+    def sync(self, *, handles: bool = False) -> int:
+        """Apply the segments the replica has not applied yet; how many records. Handle
+        validity (a rollback changes a ref, not the journal) is read again when anything was
+        applied, or with ``handles``."""
+        with self._lock:
+            t0 = time.perf_counter()
+            count = self.repo.index.segment_count()
+            engine = self.writer()
+            with engine.connect() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    first = self._prepare(conn)
+                    have = {row[0] for row in conn.execute(sa.select(SEGMENT_TABLE.c.name))}
+                    new = sorted(self.repo.applied_segments() - have)
+                    records = self._apply(conn, new, first=first)
+                    if records or handles:
+                        self._revalidate_handles(conn)
+                    conn.exec_driver_sql("COMMIT")
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+            self._seen_count = count
+            if records and self.db.session is not None:
+                self.db.session.expire_all()
+            self.last_sync = {"segments": len(new), "records": records, "first": first,
+                              "seconds": time.perf_counter() - t0}  # fmt: skip
+            return records
+
+    def _revalidate_handles(self, conn: sa.Connection) -> None:
+        table = Handle.__table__
+        rows = conn.execute(sa.select(table.c.hash, table.c.fullname, table.c.is_valid)).all()
+        changed = []
+        invalid: dict[str, set[str]] = {}
+        for handle_hash, fullname, valid in rows:
+            if fullname not in invalid:
+                invalid[fullname] = set(self.prov.handles.invalid_hashes(fullname))
+            now = handle_hash not in invalid[fullname]
+            if bool(valid) != now:
+                changed.append({"b_h": handle_hash, "b_v": now})
+        if changed:
+            conn.execute(table.update().where(table.c.hash == sa.bindparam("b_h")).values(is_valid=sa.bindparam("b_v")),
+                         changed)  # fmt: skip
+
+    def _prepare(self, conn: sa.Connection) -> bool:
+        """Create the schema when missing (or of another repository / fill rule); True if the
+        replica is being built from nothing."""
+        tables = set(sa.inspect(conn).get_table_names())
+        if META_TABLE.name in tables:
+            meta = dict(conn.execute(sa.select(META_TABLE.c.key, META_TABLE.c.value)).all())
+            if meta.get("repo_id") == self.repo.repo_id and meta.get("schema") == str(SCHEMA):
+                return False
+            log.info("objstore: rebuilding the SQL replica %s (another repository or fill rule)", self.path)
+            for name in tables:
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+        Base.metadata.create_all(conn)
+        _META.create_all(conn)
+        latest = REDUN_DB_VERSIONS[-1]
+        conn.execute(RedunMigration.__table__.insert(), [{"version_num": latest.migration_id}])
+        conn.execute(RedunVersion.__table__.insert(),
+                     [{"id": str(uuid.uuid4()), "version": latest.major, "timestamp": datetime.now(UTC)}])  # fmt: skip
+        conn.execute(META_TABLE.insert(), [{"key": "repo_id", "value": self.repo.repo_id},
+                                           {"key": "schema", "value": str(SCHEMA)},
+                                           {"key": "url", "value": str(self.repo.url)}])  # fmt: skip
+        return True
+
+    def _apply(self, conn: sa.Connection, names: list[str], *, first: bool) -> int:
+        if not names:
+            return 0
+        indexes = []
+        if first:
+            # One build of each secondary index at the end is cheaper than keeping them current.
+            indexes = [row for row in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL")]  # fmt: skip
+            for name, _ in indexes:
+                conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        records = 0
+        for start in range(0, len(names), SEGMENT_BATCH):
+            batch = names[start : start + SEGMENT_BATCH]
+            rows = Rows()
+            listing: list[tuple[str, str]] = []
+            for segment in self.repo.read_segments(batch):
+                listing.extend((oid, kind) for oid, kind in segment.listing)
+                for entry in segment.entries:
+                    if isinstance(entry, (list, tuple)) and len(entry) == 4 and entry[1] in ("job_start", "exec_updated"):
+                        rows.note(entry)
+            self._fill(rows, listing)
+            self._insert(conn, rows)
+            conn.execute(SEGMENT_TABLE.insert().prefix_with("OR IGNORE"), [{"name": n} for n in batch])
+            records += rows.records
+        for _, sql in indexes:
+            conn.exec_driver_sql(sql)
+        return records
+
+    def _fill(self, rows: Rows, listing: Iterable[tuple[str, str]]) -> None:
+        """Rows of the listed objects, read in bulk, in listing order."""
+        items = [(oid, kind) for oid, kind in listing if kind in _FILLERS]
+        for start in range(0, len(items), READ_BATCH):
+            batch = items[start : start + READ_BATCH]
+            try:
+                got = self.repo.get_many([oid for oid, _ in batch])
+            except CorruptObject:
+                got = [self._one(oid) for oid, _ in batch]
+            for (oid, kind), item in zip(batch, got):
+                if isinstance(item, Missing):
+                    continue
+                try:
+                    _FILLERS[kind](self, rows, oid, item[1])
+                    rows.records += 1
+                except (CorruptObject, KeyError, TypeError, ValueError) as exc:
+                    log.warning("objstore: the SQL replica skips %s %s: %s", kind, oid, exc)
+
+    def _one(self, oid: str) -> Any:
+        try:
+            return self.repo.get(oid)
+        except (CorruptObject, KeyError) as exc:
+            log.warning("objstore: the SQL replica skips %s: %s", oid, exc)
+            return MISSING
+
+    def _insert(self, conn: sa.Connection, rows: Rows) -> None:
+        for table in ROW_TABLES:
+            data = rows.tables[table.name]
+            if not data:
+                continue
+            if table is Job.__table__:
+                stmt = sqlite_insert(table)
+                stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
+                    "end_time": stmt.excluded.end_time, "cached": stmt.excluded.cached,
+                    "call_hash": stmt.excluded.call_hash, "start_time": stmt.excluded.start_time,
+                })  # fmt: skip
+                if rows.running:
+                    conn.execute(table.insert().prefix_with("OR IGNORE"), rows.running)
+                    rows.running = []
+                conn.execute(stmt, data)
+            else:
+                conn.execute(table.insert().prefix_with("OR IGNORE"), data)
+        if rows.running:
+            conn.execute(Job.__table__.insert().prefix_with("OR IGNORE"), rows.running)
+        new_executions = [r["id"] for r in rows.tables["execution"]]
+        beats = dict(rows.heartbeats)
+        for execution_id in new_executions:  # a heartbeat may have been applied before its execution
+            if execution_id not in beats:
+                stamp = self.repo.lookup("exec_updated", execution_id)
+                if isinstance(stamp, str) and when(stamp):
+                    beats[execution_id] = when(stamp)  # type: ignore[assignment]
+        if beats:
+            table = Execution.__table__
+            conn.execute(table.update().where(table.c.id == sa.bindparam("b_id")).values(updated_time=sa.bindparam("b_t")),
+                         [{"b_id": k, "b_t": v} for k, v in beats.items()])  # fmt: skip
+        if rows.tables["tag"]:
+            # A tag named as a parent is superseded, whichever of the two was applied first.
+            conn.execute(sa.text("UPDATE tag SET is_current = 0 WHERE tag_hash IN "
+                                 "(SELECT parent_id FROM tag_edit) AND is_current = 1"))  # fmt: skip
+
+
+def _fill_value(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    rows.value(oid, payload)
+
+
+def _fill_call(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    rows.call(oid, model.decode(model.CALL, payload, oid))
+
+
+def _fill_job(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    rows.job(oid, model.decode(model.JOB, payload, oid))
+
+
+def _fill_execution(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    rows.execution(oid, model.decode(model.EXECUTION, payload, oid))
+
+
+def _fill_tag(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    rows.tag(oid, model.decode(model.TAG, payload, oid))
+
+
+def _fill_handle(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    doc = model.decode(model.HANDLE, payload, oid)
+    rows.handle(doc, r.prov.handles.is_valid_handle(doc["hash"], doc["fullname"]))
+
+
+def _fill_handle_edge(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
+    rows.handle_edge(model.decode(model.HANDLE_EDGE, payload, oid))
+
+
+_FILLERS = {
+    model.VALUE: _fill_value, model.CALL: _fill_call, model.JOB: _fill_job, model.EXECUTION: _fill_execution,
+    model.TAG: _fill_tag, model.HANDLE: _fill_handle, model.HANDLE_EDGE: _fill_handle_edge,
+}  # fmt: skip
+
+
+__all__ = ["Replica", "ValueSource", "Rows", "FILENAME", "INLINE_MAX"]
