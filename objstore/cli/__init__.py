@@ -4,12 +4,16 @@ Commands live in modules of this package; each exposes ``register(subparsers)`` 
 ``func=handler`` on its parsers, where ``handler(args, ctx: Context) -> int | None``. A new
 module here is picked up without editing this file (modules starting with ``_`` are skipped).
 
-Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the nearest
-``.objstore/`` (holding objstore.json) in the working directory or a parent.
-Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else the rule every entry
-point shares (objstore.repo.default_index_dir: under ``$XDG_CACHE_HOME/objstore``, default
+Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the nearest ``.objstore/``
+(holding objstore.json) or ``.redun/redun.ini`` naming a repository (``[backend] objstore_url`` or
+an ``objstore+`` db_uri, as `objstore init --redun` writes) in the working directory or a parent
+(``$REDUN_CONFIG`` first, as redun looks there first).
+Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else redun.ini's
+``objstore_index_dir`` when the repository was found there, else the rule every entry point
+shares (objstore.repo.default_index_dir: under ``$XDG_CACHE_HOME/objstore``, default
 ``~/.cache/objstore``, keyed by the repository URL).
-``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials).
+``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials);
+else redun.ini's ``objstore_storage_options``, the same setting the redun backend reads.
 """
 
 from __future__ import annotations
@@ -51,11 +55,52 @@ def command_modules() -> list[str]:
 
 def discover_repo(start: Path) -> Path | None:
     """The nearest ``.objstore`` directory holding objstore.json at or above ``start``."""
+    found = discover(start)
+    return Path(found[0]) if found and found[1] is None else None
+
+
+def redun_settings(config_dir: Path) -> dict[str, str] | None:
+    """The [backend] settings of ``config_dir/redun.ini`` if they name an objstore repository
+    (objstore_url, or an objstore+ db_uri), with the URL under ``objstore_url``."""
+    import configparser
+
+    ini = config_dir / "redun.ini"
+    if not ini.is_file():
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # redun's keys are case-sensitive
+    try:
+        parser.read(ini)
+    except configparser.Error as exc:
+        raise UsageError(f"{ini}: {exc}") from None
+    backend = dict(parser["backend"]) if parser.has_section("backend") else {}
+    if not backend.get("objstore_url") and str(backend.get("db_uri", "")).startswith("objstore+"):
+        from objstore.redun.config import from_uri
+
+        backend["objstore_url"] = from_uri(backend["db_uri"])
+    if not backend.get("objstore_url"):
+        return None
+    url = backend["objstore_url"]
+    if "://" not in url and not os.path.isabs(url):
+        backend["objstore_url"] = str((config_dir / url).resolve())  # relative to the config dir
+    return backend
+
+
+def discover(start: Path, redun_config: str | None = None) -> tuple[str, dict[str, str] | None] | None:
+    """(repository URL, redun.ini [backend] settings or None) from ``$REDUN_CONFIG``, else the
+    nearest ``.objstore/`` or ``.redun/redun.ini`` naming one, at or above ``start``."""
+    if redun_config:
+        settings = redun_settings(Path(redun_config))
+        if settings:
+            return settings["objstore_url"], settings
     start = start.absolute()
     for directory in (start, *start.parents):
         candidate = directory / REPO_DIR
         if (candidate / FORMAT_FILE).is_file():
-            return candidate
+            return str(candidate), None
+        settings = redun_settings(directory / ".redun")
+        if settings:
+            return settings["objstore_url"], settings
     return None
 
 
@@ -75,18 +120,20 @@ class Context:
         self.cwd = cwd
         self.stdout = stdout
         self.stderr = stderr
+        self.redun: dict[str, str] | None = None  # redun.ini [backend], when it named the repository
 
     def repo_url(self) -> str:
         url = getattr(self.args, "repo", None) or self.environ.get("OBJSTORE_REPO")
         if url:
             return url
-        found = discover_repo(self.cwd)
+        found = discover(self.cwd, self.environ.get("REDUN_CONFIG"))
         if found is None:
             raise RepositoryNotFound(
-                f"not in an objstore repository (no {REPO_DIR}/{FORMAT_FILE} in {self.cwd} or any "
-                "parent); use --repo URL or set OBJSTORE_REPO"
+                f"not in an objstore repository (no {REPO_DIR}/{FORMAT_FILE}, nor a .redun/redun.ini "
+                f"naming one, in {self.cwd} or any parent); use --repo URL or set OBJSTORE_REPO"
             )
-        return str(found)
+        url, self.redun = found
+        return url
 
     def cache_home(self) -> Path:
         from objstore.repo import cache_home
@@ -97,20 +144,27 @@ class Context:
         from objstore.repo import default_index_dir
 
         given = getattr(self.args, "index_dir", None) or self.environ.get("OBJSTORE_INDEX_DIR")
+        if not given and self.redun:
+            from objstore.redun.config import index_dir
+
+            given = index_dir(self.redun, {})
         if given:
             return Path(given)
         return default_index_dir(url, self.cache_home())
 
     def storage_options(self) -> dict[str, Any] | None:
         raw = self.environ.get("OBJSTORE_STORAGE_OPTIONS")
+        where = "OBJSTORE_STORAGE_OPTIONS"
+        if not raw and self.redun and self.redun.get("objstore_storage_options"):
+            raw, where = self.redun["objstore_storage_options"], "redun.ini objstore_storage_options"
         if not raw:
             return None
         try:
             options = json.loads(raw)
         except ValueError as exc:
-            raise UsageError(f"OBJSTORE_STORAGE_OPTIONS is not valid JSON: {exc}") from None
+            raise UsageError(f"{where} is not valid JSON: {exc}") from None
         if not isinstance(options, dict):
-            raise UsageError("OBJSTORE_STORAGE_OPTIONS must be a JSON object")
+            raise UsageError(f"{where} must be a JSON object")
         return options
 
     def open_repo(self, url: str | None = None, **kwargs: Any):
@@ -160,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A content-addressed provenance and cache store for workflow schedulers.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--repo", metavar="URL", help="repository URL (default: $OBJSTORE_REPO, "
                         f"else the nearest {REPO_DIR}/ here or above)")
     parser.add_argument("--index-dir", metavar="DIR", help="local index directory (default: "
@@ -171,6 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
         if callable(register):
             register(sub)
     return parser
+
+
+def version_text() -> str:
+    """``objstore X (repository format M.N[, redun R])``."""
+    from importlib import metadata
+
+    from objstore.format import FORMAT_VERSION
+
+    try:
+        mine = metadata.version("objstore")
+    except metadata.PackageNotFoundError:
+        mine = "(not installed)"
+    text = f"{PROG} {mine} (repository format {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    try:
+        text += f", redun {metadata.version('redun')}"
+    except metadata.PackageNotFoundError:
+        pass
+    return text + ")"
 
 
 def _handled_errors() -> tuple[type[BaseException], ...]:
@@ -222,4 +295,7 @@ def main(
         return 141
 
 
-__all__ = ["main", "Context", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo"]
+__all__ = [
+    "main", "Context", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo",
+    "discover", "redun_settings", "version_text",
+]

@@ -31,7 +31,9 @@ from redun.value import TypeRegistry
 from objstore import hashing, model
 from objstore.backend import MISSING, Provenance
 from objstore.backend.values import DEFAULT_MAX_VALUE_SIZE
+from objstore.redun.config import index_dir as config_index_dir
 from objstore.redun.config import resolve_url, truthy
+from objstore.redun.config import storage_options as config_storage_options
 from objstore.redun.sql import SqlInterface
 from objstore.redun.values import RedunValues
 from objstore.repo import FlushPolicy, Repository
@@ -86,8 +88,8 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
         self._config = config
         self.logger = logger or log
         self.url = repo.url if repo is not None else resolve_url(url, config)
-        self.storage_options = storage_options
-        self.index_dir = index_dir or config.get("objstore_index_dir") or None
+        self.storage_options = storage_options if storage_options is not None else config_storage_options(config)
+        self.index_dir = index_dir or config_index_dir(config)
         self.durable = truthy(durable if durable is not None else config.get("objstore_durable", False))
         self.max_value_size = int(
             max_value_size if max_value_size is not None else config.get("max_value_size", DEFAULT_MAX_VALUE_SIZE)
