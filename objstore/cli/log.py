@@ -155,18 +155,6 @@ def _looks_like_path(text: str) -> bool:
     return not looks_like_id(text) or os.path.exists(text) or "/" in text or ":" in text
 
 
-def path_spellings(text: str, cwd: str) -> list[str]:
-    """A path as given, absolute, and relative to here: redun records a File's path as the
-    workflow spelled it (``File("prog.c")`` is recorded as ``prog.c``)."""
-    absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(text)))
-    out = [text, absolute]
-    try:
-        out.append(os.path.relpath(absolute, cwd))
-    except ValueError:
-        pass
-    return list(dict.fromkeys(out))
-
-
 # ---------------------------------------------------------------------------------- command
 
 
@@ -195,7 +183,7 @@ def answer(args, ctx, q) -> tuple[str, Any]:
     """(what it is, the query result) for the arguments given."""
     from objstore import model
     from objstore.errors import ObjectNotFound
-    from objstore.query.files import file_detail
+    from objstore.query.files import file_detail, path_spellings
     from objstore.query.lists import count_records, list_records
 
     target, by_flag = args.target, False
@@ -322,4 +310,4 @@ def paged(ctx, *, enabled: bool) -> Iterator[Any]:
         ctx.stdout.write(buffer.getvalue())
 
 
-__all__ = ["register", "cmd_log", "answer", "path_spellings"]
+__all__ = ["register", "cmd_log", "answer"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from objstore.errors import AmbiguousId
 from objstore.query.log import LogQuery, open_query
+from objstore.query.navigate import Graph, open_graph, query
 from objstore.query.preview import error_details, preview_value, trim
 from objstore.query.resolve import Resolver, normalize
 from objstore.query.results import (
@@ -44,7 +45,7 @@ from objstore.query.results import (
 )
 
 __all__ = [
-    "AmbiguousId", "LogQuery", "open_query", "preview_value", "error_details", "trim", "Resolver",
+    "AmbiguousId", "LogQuery", "open_query", "Graph", "open_graph", "query", "preview_value", "error_details", "trim", "Resolver",
     "normalize", "CACHED", "DONE", "FAILED", "RUNNING", "STATUSES", "UNFINISHED", "ArgInfo", "CallInfo",
     "CallRef", "ExecutionSummary", "ExecutionTree", "FileDetail", "JobCounts", "JobDetail", "JobNode",
     "TagCount", "TagInfo", "TaskInfo", "ValueDetail", "ValueInfo", "ValueUse", "to_jsonable",

@@ -8,6 +8,7 @@ values it returned and took (``calls_by_result`` / ``calls_by_arg``), containers
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
@@ -16,6 +17,18 @@ from objstore.model.schema import path_key
 from objstore.model.times import parse_timestamp
 from objstore.query.log import LogQuery
 from objstore.query.results import FileDetail, ValueInfo, ValueUse
+
+
+def path_spellings(text: str, cwd: str) -> list[str]:
+    """A path as given, absolute, and relative to ``cwd``: redun records a File's path as the
+    workflow spelled it (``File("prog.c")`` is recorded as ``prog.c``)."""
+    absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(text)))
+    out = [text, absolute]
+    try:
+        out.append(os.path.relpath(absolute, cwd))
+    except ValueError:
+        pass
+    return list(dict.fromkeys(out))
 
 
 def values_at(q: LogQuery, path: str) -> list[str]:
@@ -90,4 +103,4 @@ def all_files(q: LogQuery, patterns: Iterable[str] = ()) -> Iterator[ValueInfo]:
     yield from found
 
 
-__all__ = ["file_detail", "values_at", "all_files"]
+__all__ = ["file_detail", "values_at", "all_files", "path_spellings"]
