@@ -41,7 +41,7 @@ class UsageError(Exception):
 
 
 # Modules listed here come first in `objstore --help`, in this order; the rest follow by name.
-FIRST = ("repository", "log", "objects")
+FIRST = ("repository", "log", "tag", "graph", "repl", "objects")
 
 
 def command_modules() -> list[str]:

@@ -63,9 +63,11 @@ def status_table(jobs, when: str | None) -> list[str]:
         rows.append([name, *(str(counts.get(c, 0)) for c in columns[:-1]), str(sum(counts.values()))])
     widths = [max(7, *(len(row[i]) for row in rows)) for i in range(len(columns) + 1)]
     out = [f"| JOB STATUS {format_time(when).replace('-', '/')}"]
-    for row in rows:
+    for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
         out.append("| " + " ".join(cells))
+        if n == 0:
+            out.append("| ")  # redun's format_table rule under the header
     out.append("")
     return out
 
@@ -181,6 +183,7 @@ class Printer:
             if detail.task is not None:
                 self.task_detail(detail.task, indent=indent + 2, show_job=False)
         if job.status == "FAILED" and detail.call is not None and detail.call.result is not None:
+            self.line()
             self.line("Traceback:", indent + 2)
             for text in detail.call.result.traceback or []:
                 self.line(text, indent + 2)
@@ -237,8 +240,8 @@ class Printer:
 
     # -- values and files --------------------------------------------------------------------
 
-    def value_line(self, v, tags=()) -> None:
-        if v.path is not None:
+    def value_line(self, v, tags=(), *, as_file: bool = False) -> None:
+        if as_file and v.path is not None:
             self.line(f"File {self.id(v.value_hash)} {v.path} {format_tags(list(tags))}")
         else:
             self.line(f"Value {self.id(v.value_hash)} {v.type} {v.preview} {format_tags(list(tags))}")

@@ -170,6 +170,8 @@ def cmd_log(args, ctx) -> int:
             out = Printer(stream, full_ids=args.full_ids, tree_limit=args.limit or None if args.target else None)
             kind, result = answer(args, ctx, q)
             if as_json:
+                if kind == "records":  # each record carries its _type (JobNode, TaskInfo, ...)
+                    result = [record for _, record in result]
                 json.dump(to_jsonable(result), stream, indent=2, sort_keys=True)
                 stream.write("\n")
             else:
@@ -272,10 +274,11 @@ def show(out, kind: str, result: Any, args) -> None:
         for record_type, count in result:
             out.line(f"{count:>8} {record_type}")
     elif kind == "records":
-        show_records(out, result)
+        show_records(out, result, files=bool(args.file))
 
 
-def show_records(out, records: list[tuple[str, Any]]) -> None:
+def show_records(out, records: list[tuple[str, Any]], *, files: bool = False) -> None:
+    """List lines; ``files`` (--file): File values as ``File <hash> <path>``, each path once."""
     out.fit([r.status for t, r in records if t in ("Execution", "Job")])
     last_path = None
     for record_type, record in records:
@@ -287,10 +290,10 @@ def show_records(out, records: list[tuple[str, Any]]) -> None:
             out.call_line(record)
         elif record_type == "Task":
             out.task_line(record)
-        elif record.path is not None and record.path == last_path:
+        elif files and record.path is not None and record.path == last_path:
             continue  # redun's --file shows each path once
         else:
-            out.value_line(record)
+            out.value_line(record, as_file=files)
             last_path = record.path
 
 

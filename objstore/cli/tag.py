@@ -127,7 +127,7 @@ def cmd_list(args, ctx) -> int:
         if filters:
             records = list_records(q, ListSpec(types=set(TYPES), tags=filters))
             if args.json:
-                json.dump(to_jsonable([{"type": t, "record": r} for t, r in records]), ctx.stdout, indent=2)
+                json.dump(to_jsonable([r for _, r in records]), ctx.stdout, indent=2)
                 ctx.stdout.write("\n")
             else:
                 show_records(out, records)

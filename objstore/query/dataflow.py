@@ -123,7 +123,7 @@ def upstream_lines(q: Reads, value_hash: str, *, name: str = "value", call_hash:
         elif q.call_parents(parent_hash):
             todo.insert(0, (var, value, None, parent_hash))
         else:
-            lines += ["    <-- origin", ""]
+            lines += [" " * (len(var) + 1) + "<-- origin", ""]
     if todo:
         lines.append(f"... (dataflow cut after {MAX_STEPS} steps)")
     while lines and not lines[-1]:

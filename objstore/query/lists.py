@@ -34,6 +34,7 @@ class AnyValue:
 
 
 ANY_VALUE = AnyValue()
+_NO_PATH = ValueInfo("", "", "", 0, "")
 
 
 @dataclass
@@ -226,6 +227,8 @@ class Lister:
             pairs: Iterable[tuple[str, str]] = ((h, self.q.core.lookup("value_type", h)) for h in self._scoped_values(scoped))
         else:
             pairs = self.q.prov.repo.scan("value_type")
+        if spec.files:  # redun's --file lists paths in order
+            pairs = sorted(pairs, key=lambda pair: (self.q.value_info(pair[0]) or _NO_PATH).path or "")
         count = 0
         for value_hash, type_name in pairs:
             if types and type_name not in types:

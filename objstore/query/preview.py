@@ -82,11 +82,40 @@ def _redun_repr(qualname: str, name: str, state: Any) -> str | None:
             args, kwargs = _safe_load(state.get("args")) or (), _safe_load(state.get("kwargs")) or {}
             shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in sorted(dict(kwargs).items())]
             return f"{state['task_name']}({', '.join(shown)})"
-        if qualname == "redun.scheduler.ErrorValue" and "error" in state:
+        if qualname == "redun.expression.SimpleExpression" and "func_name" in state:
+            return _simple_expression(state["func_name"], tuple(_safe_load(state.get("args")) or ()),
+                                      dict(_safe_load(state.get("kwargs")) or {}))  # fmt: skip
+        if qualname == "redun.expression.ValueExpression" and "value" in state:
+            return f"ValueExpression({_safe_load(state['value'])!r})"
+        if qualname in ("redun.scheduler.ErrorValue", "redun.value.ErrorValue") and "error" in state:
             return f"ErrorValue({state['error']!r})"
     except Exception:  # a state of another shape: the generic stub repr
         return None
     return None
+
+
+# redun's lazy operators (redun.expression.lazy_operation): name -> symbol; reversed ones swap sides.
+_SYMBOLS = {
+    "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "add": "+", "radd": "+",
+    "sub": "-", "rsub": "-", "mul": "*", "rmul": "*", "div": "/", "rdiv": "/", "and": "&", "rand": "&",
+    "or": "|", "ror": "|",
+}  # fmt: skip
+_REVERSED = {"radd", "rsub", "rmul", "rdiv", "rand", "ror"}
+
+
+def _simple_expression(func_name: str, args: tuple, kwargs: dict) -> str:
+    """redun's SimpleExpression.__repr__."""
+    if func_name in _SYMBOLS and len(args) == 2:
+        left, right = args if func_name not in _REVERSED else args[::-1]
+        return f"({left!r} {_SYMBOLS[func_name]} {right!r})"
+    if func_name == "getitem" and len(args) == 2:
+        return f"{args[0]!r}[{args[1]!r}]"
+    if func_name == "getattr" and len(args) == 2:
+        return f"{args[0]!r}.{args[1]}"
+    if func_name == "call" and len(args) == 3:
+        shown = [repr(a) for a in args[1]] + [f"{k}={v!r}" for k, v in sorted(dict(args[2]).items())]
+        return f"{args[0]!r}({', '.join(shown)})"
+    return f"SimpleExpression({func_name!r}, {args!r}, {kwargs!r})"
 
 
 _SAFE_BUILTINS = {
