@@ -121,6 +121,14 @@ class Context:
         self.stdout = stdout
         self.stderr = stderr
         self.redun: dict[str, str] | None = None  # redun.ini [backend], when it named the repository
+        self.warnings: Any = None  # objstore.cli._warnings.Warnings of this command
+
+    def warn(self, text: str) -> None:
+        """A warning printed once after the command's output (``objstore: warning: …``)."""
+        if self.warnings is not None:
+            self.warnings.noted.append(text)
+        else:
+            self.stderr.write(f"{PROG}: warning: {text}\n")
 
     def repo_url(self) -> str:
         url = getattr(self.args, "repo", None) or self.environ.get("OBJSTORE_REPO")
@@ -273,6 +281,10 @@ def main(
         return int(exc.code or 0)
     ctx = Context(args, os.environ if environ is None else environ, Path.cwd(), stdout, stderr)
     handled = _handled_errors()
+    from objstore.cli import _warnings
+
+    warnings = _warnings.install()
+    ctx.warnings = warnings[0]
     try:
         return int(args.func(args, ctx) or 0)
     except UsageError as exc:
@@ -293,6 +305,9 @@ def main(
         except (OSError, ValueError, AttributeError):
             pass
         return 141
+    finally:
+        _warnings.remove(*warnings)
+        warnings[0].write(stderr)
 
 
 __all__ = [

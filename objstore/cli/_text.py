@@ -177,6 +177,11 @@ class Printer:
         self.line()
         if detail.call is not None:
             self.call_detail(detail.call, indent=indent + 2, in_job=True)
+        elif job.call_hash:
+            self.line(f"CallNode {job.call_hash} is unreadable (a damaged or missing object)", indent + 2)
+            self.line()
+            if detail.task is not None:
+                self.task_detail(detail.task, indent=indent + 2, show_job=False)
         else:
             self.line("CallNode UNKNOWN: Job has not finished or has been killed.", indent + 2)
             self.line()

@@ -64,6 +64,8 @@ def cmd_graph(args, ctx) -> int:
         q = open_query(Provenance(repo))
         kind, record_id = q.resolve_any(args.target)
         pic = picture(q, kind, record_id, max_calls=args.max_calls or MAX_CALLS)
+        for problem in q.problems:
+            ctx.warn(problem)
     if args.format == "mermaid":
         text = to_mermaid(pic)
     else:

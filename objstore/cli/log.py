@@ -177,7 +177,7 @@ def cmd_log(args, ctx) -> int:
             else:
                 show(out, kind, result, args)
         for problem in q.problems:
-            ctx.stderr.write(f"objstore: warning: {problem}\n")
+            ctx.warn(problem)
     return 0
 
 
