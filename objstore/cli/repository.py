@@ -116,7 +116,7 @@ def set_ini_value(text: str, section: str, key: str, value: str) -> str:
     for j in range(start + 1, end):
         stripped = lines[j].strip()
         if key_re.match(lines[j]):
-            old = lines[j].split("=", 1)[-1].split(":", 1)[-1].strip() if "=" in lines[j] or ":" in lines[j] else ""
+            old = re.split(r"[=:]", lines[j], maxsplit=1)[1].strip()
             if old == value:
                 return text if text.endswith("\n") else text + "\n"
             if key == "db_uri" and old:

@@ -15,6 +15,7 @@ reaches sqlite, so redun's retry-on-OperationalError never sleeps over it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -41,6 +42,28 @@ def repository_url(url: Any) -> str:
     return f"{scheme}://{url.host or ''}/{path}".rstrip("/")
 
 
+def redun_settings(repo_url: str) -> dict[str, Any]:
+    """The [backend] settings of the redun config in use (as redun finds it: $REDUN_CONFIG, else
+    the nearest .redun/) when they name this repository: SQLAlchemy hands the dialect only the
+    URL, and a bucket's storage options may live in redun.ini (objstore_storage_options)."""
+    import configparser
+
+    from redun.cli import get_config_dir
+
+    from objstore.redun.config import URI_PREFIX, from_uri
+
+    ini = os.path.join(get_config_dir(), "redun.ini")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read(ini)
+    except configparser.Error:
+        return {}
+    backend = dict(parser["backend"]) if parser.has_section("backend") else {}
+    named = backend.get("objstore_url") or (from_uri(backend["db_uri"]) if str(backend.get("db_uri", "")).startswith(URI_PREFIX) else "")
+    return backend if named and named.rstrip("/") == repo_url.rstrip("/") else {}
+
+
 class ObjstoreDialect(SQLiteDialect_pysqlite):
     name = "sqlite"
     driver = "objstore"
@@ -50,8 +73,9 @@ class ObjstoreDialect(SQLiteDialect_pysqlite):
         from objstore.redun.backend import ObjstoreBackend
 
         self._repo_url = repo_url = repository_url(url)
-        config = {"objstore_index_dir": uri_index_dir(str(url)) or index_dir({})}
-        backend = ObjstoreBackend(repo_url, storage_options=storage_options({}), config=config)
+        settings = redun_settings(repo_url)
+        config = {"objstore_index_dir": uri_index_dir(str(url)) or index_dir(settings)}
+        backend = ObjstoreBackend(repo_url, storage_options=storage_options(settings), config=config)
         try:
             backend.prov.refresh()
             replica = backend.replica
