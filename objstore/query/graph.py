@@ -271,12 +271,13 @@ def to_html(p: Picture, svg: str, *, when: str = "") -> str:
             f"<td>{esc(job.args)}</td><td>{esc(job.start_time or '')}</td>"
             f"<td>{'' if job.duration is None else f'{job.duration:.3f}s'}</td></tr>"
         )
-    meta = json.dumps({"title": p.title, "nodes": len(p.nodes), "left_out": p.left_out})
+    # Raw text inside <script>: no entity is decoded there, so only "</" needs escaping.
+    meta = json.dumps({"title": p.title, "nodes": len(p.nodes), "left_out": p.left_out}).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{esc(p.title)}</title>
 <style>{_CSS}</style>
-<script type="application/json" id="objstore-graph">{esc(meta)}</script>
+<script type="application/json" id="objstore-graph">{meta}</script>
 </head><body>
 <h1>{esc(p.title)}</h1>
 <p class="meta">objstore graph{esc(' · ' + when if when else '')}{esc(_left_out(p))} · <span id="count"></span></p>
