@@ -177,3 +177,30 @@ def test_redun_log_answers_while_another_process_writes(project):
     out = project.run([recorded.sys.executable, "-c", code, str(recorded.BIN / "redun")]).stdout.split()
     assert out == ["1", "2"], out
     time.sleep(0)
+
+
+def test_objstore_tag_commands_supersede_tags_as_redun_tag_does(project, tmp_path):
+    sq = recorded._prepare(tmp_path / "sq", tmp_path / "home-sq")
+    sq.redun("init")
+    (sq.path / ".redun" / "redun.ini").write_text("[scheduler]\nignore_warnings = namespace\n")
+    sq.redun("run", WF, "main", "--x", "3")
+    four = "6f3255df8edcac1781aa65243886d5b24a00dbf6"  # the value 4 (qwf.inc(3)), alike on both
+    job = {id(d): d.redun("log", "--job", "--task-name", "qwf.inc").stdout.split()[1] for d in (sq, project)}
+    steps = [
+        ("add", "-", "a=1", "b=x"), ("add", "-", "a=1"), ("update", "-", "a=2"), ("rm", "-", "--", "b"),
+        ("add", "JOB", "c=[1, 2]", "d=true"), ("rm", "JOB", "c=[1, 2]"), ("add", "-", "a=2"),
+        ("update", "-", "a=3", "b=y"), ("add", four[:10], "owner=me"), ("rm", "-", "a=3"),
+    ]
+    for step in steps:  # redun on sqlite: one process per command (its sessions keep sqlite locked)
+        sq.redun("tag", *[job[id(sq)] if s == "JOB" else s for s in step])
+    # objstore: the same commands in one process, each as its console script runs it.
+    project.batch("objstore", [("tag", *[job[id(project)] if s == "JOB" else s for s in step]) for step in steps])
+    forms = [("tag", "list", "--values"), ("tag", "list"), ("log", "--exec"), ("log", "--job", "--tag", "d=true"),
+             ("tag", "list", "owner=me")]  # fmt: skip
+    want, replica, mine = sq.batch("redun", forms), project.batch("redun", forms), project.batch("objstore", forms)
+    for form in forms:
+        assert recorded.normalized(replica[form]) == recorded.normalized(want[form]), form
+        assert recorded.normalized(mine[form]) == recorded.normalized(want[form]), form
+        assert want[form].strip()
+    mine = project.objstore("tag", "list", "--exec", "-").stdout.splitlines()
+    assert "  b=y" in mine and not any(line.startswith("  a=") for line in mine)

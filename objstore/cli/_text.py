@@ -151,9 +151,9 @@ class Printer:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def job_line(self, job, detail: bool = False, tags=()) -> str:
+    def job_line(self, job, detail: bool = False) -> str:
         return (f"Job {self.id(job.id, detail)} [{self.status(job.status)}] {format_time(job.start_time)}:  "
-                f"{job.task_name}({job.args}) {format_tags(list(tags))}")
+                f"{job.task_name}({job.args}) {format_tags(job.tags)}")
 
     def stack_line(self, detail) -> str:
         """redun's short traceback: Exec x > (N Jobs) > Job parent name > Job this name."""
@@ -170,7 +170,7 @@ class Printer:
     def job_detail(self, detail, indent: int = 0) -> None:
         job = detail.job
         self.fit([job.status])
-        self.line(self.job_line(job, detail=True, tags=detail.tags), indent)
+        self.line(self.job_line(job, detail=True), indent)
         self.line(self.stack_line(detail), indent)
         if job.status == "DONE":
             self.line(f"Duration: {format_duration(job.duration) if job.duration is not None else 'Unknown'}", indent)
@@ -200,7 +200,7 @@ class Printer:
     # -- call nodes and tasks ----------------------------------------------------------------
 
     def call_line(self, ref, indent: int = 0) -> None:
-        self.line(f"CallNode {self.id(ref.call_hash)} {ref.task_name}", indent)
+        self.line(f"CallNode {self.id(ref.call_hash)} {ref.task_name} {format_tags(ref.tags)}", indent)
 
     def call_detail(self, call, indent: int = 0, in_job: bool = False) -> None:
         self.line(f"CallNode {self.id(call.call_hash, detail=True)} {call.task_name} {format_tags(call.tags)}", indent)
@@ -245,11 +245,11 @@ class Printer:
 
     # -- values and files --------------------------------------------------------------------
 
-    def value_line(self, v, tags=(), *, as_file: bool = False) -> None:
+    def value_line(self, v, *, as_file: bool = False) -> None:
         if as_file and v.path is not None:
-            self.line(f"File {self.id(v.value_hash)} {v.path} {format_tags(list(tags))}")
+            self.line(f"File {self.id(v.value_hash)} {v.path} {format_tags(v.tags)}")
         else:
-            self.line(f"Value {self.id(v.value_hash)} {v.type} {v.preview} {format_tags(list(tags))}")
+            self.line(f"Value {self.id(v.value_hash)} {v.type} {v.preview} {format_tags(v.tags)}")
 
     def value_detail(self, detail) -> None:
         v = detail.value

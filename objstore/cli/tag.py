@@ -40,16 +40,15 @@ def register(sub) -> None:
         ap.set_defaults(func=cmd_edit, action=name)
 
 
-def _parse_edit(items: list[str], *, removing: bool) -> tuple[list[str], list[tuple[str, Any]]]:
+def _parse_edit(items: list[str], *, removing: bool, is_record) -> tuple[list[str], list[tuple[str, Any]]]:
+    """(record ids, tags) of ``ID... [--] key[=value]...``. argparse drops a ``--``, so the ids
+    end at the first item with ``=``, or that cannot be a record here (``tag rm ID key``)."""
     from objstore.cli import UsageError
-    from objstore.query.resolve import looks_like_id
     from objstore.query.tags import parse_tag
 
     ids: list[str] = []
     i = 0
-    # Ids come first, up to the first tag (or --, as in redun); a bare key that cannot be an id
-    # (`tag rm ID cost`) starts the tags too.
-    while i < len(items) and "=" not in items[i] and items[i] != "--" and (looks_like_id(items[i]) or not ids):
+    while i < len(items) and "=" not in items[i] and items[i] != "--" and (not ids or is_record(items[i])):
         ids.append(items[i])
         i += 1
     if i < len(items) and items[i] == "--":
@@ -67,14 +66,26 @@ def _parse_edit(items: list[str], *, removing: bool) -> tuple[list[str], list[tu
 
 def cmd_edit(args, ctx) -> int:
     from objstore.backend import Provenance
+    from objstore.errors import ObjstoreError
     from objstore.query import open_query
     from objstore.query.lists import ANY_VALUE
+    from objstore.query.resolve import looks_like_id
     from objstore.query.tags import add_tags, entity, remove_tags, update_tags
 
     removing = args.action == "rm"
-    ids, tags = _parse_edit(args.items, removing=removing)
     with ctx.open_repo() as repo:
         q = open_query(Provenance(repo))
+
+        def is_record(text: str) -> bool:
+            if not looks_like_id(text):
+                return False
+            try:
+                entity(q, text)
+            except (ObjstoreError, ValueError):
+                return False
+            return True
+
+        ids, tags = _parse_edit(args.items, removing=removing, is_record=is_record)
         targets = [entity(q, text) for text in ids]  # every id resolves before anything is written
         for entity_type, entity_id in targets:
             if args.action == "add":

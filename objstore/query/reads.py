@@ -227,6 +227,7 @@ class Reads:
             parent_id=meta.get("parent_id"),
             execution_id=meta.get("execution_id"),
             args=format_args(self.arg_infos(call)) if call is not MISSING else "",
+            tags=self.tags_of(job_id),
         )
 
     def job_node(self, job_id: str) -> JobNode | None:
@@ -301,7 +302,8 @@ class Reads:
         else:
             preview = f"<{header['type']}, {size} bytes>"
         return ValueInfo(
-            value_hash, header["type"], header["format"], size, preview, header.get("subtype"), error, traceback
+            value_hash, header["type"], header["format"], size, preview, header.get("subtype"), error, traceback,
+            self.tags_of(value_hash),
         )
 
     def arg_infos(self, call: dict, *, named: bool = False) -> list[ArgInfo]:
@@ -318,7 +320,7 @@ class Reads:
         if call is MISSING:
             return CallRef(call_hash, "?")
         name = self.task_name(call.get("task_hash"), call.get("task_name"))
-        return CallRef(call_hash, name, format_args(self.arg_infos(call)) if with_args else "")
+        return CallRef(call_hash, name, format_args(self.arg_infos(call)) if with_args else "", self.tags_of(call_hash))
 
     def calls_returning(self, value_hash: str) -> list[str]:
         """Call nodes whose result is the value, newest first."""

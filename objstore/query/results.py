@@ -43,6 +43,7 @@ class ValueInfo:
     # A redun.ErrorValue: the raised error's repr and its traceback lines, as redun records them.
     error: str | None = None
     traceback: list[str] | None = None
+    tags: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
     def path(self) -> str | None:
@@ -62,6 +63,7 @@ class CallRef:
     call_hash: str
     task_name: str
     args: str = ""  # formatted argument previews
+    tags: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class JobNode:
     execution_id: str | None
     args: str = ""  # formatted argument previews (filled for trees and details)
     children: list[JobNode] = field(default_factory=list)
+    tags: list[tuple[str, Any]] = field(default_factory=list)
 
     def walk(self) -> Iterable[JobNode]:
         yield self
