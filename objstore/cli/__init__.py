@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A content-addressed provenance and cache store for workflow schedulers.",
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     parser.add_argument("--repo", metavar="URL", help="repository URL (default: $OBJSTORE_REPO, "
                         f"else the nearest {REPO_DIR}/ here or above)")
     parser.add_argument("--index-dir", metavar="DIR", help="local index directory (default: "
@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         if callable(register):
             register(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """--version, worked out only when asked for (importlib.metadata costs a tenth of a second)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(message=version_text() + "\n")
 
 
 def version_text() -> str:

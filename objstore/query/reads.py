@@ -21,6 +21,8 @@ from typing import Any
 from objstore import model
 from objstore.backend import MISSING, Provenance
 from objstore.errors import CorruptObject, InvalidId, ObjectNotFound
+from objstore.ids import is_hash, is_uuid
+from objstore.missing import Missing
 from objstore.model import job as job_kind
 from objstore.model import schema
 from objstore.model import value as value_kind
@@ -30,7 +32,8 @@ from objstore.query.resolve import Resolver
 from objstore.query.results import RUNNING, UNFINISHED, ArgInfo, CallRef, JobNode, TaskInfo, ValueInfo, ValueUse
 
 log = logging.getLogger("objstore.query")
-BATCH = 256
+BATCH = 1024
+_WHAT = {model.JOB: "job", model.CALL: "call node", model.VALUE: "value", model.EXECUTION: "execution", model.TAG: "tag"}
 
 
 def seconds_between(start: str | None, end: str | None) -> float | None:
@@ -64,6 +67,11 @@ class Reads:
         self._values: dict[str, ValueInfo | None] = {}
         self.resolver = Resolver(prov)
         self.problems: list[str] = []  # objects found damaged while reading (each named once)
+        self._docs: dict[str, Any] = {}  # decoded metadata by object id
+        self._raw: dict[str, bytes] = {}  # payloads of small values read in bulk
+        self._tags: dict[str, list[tuple[str, Any]]] = {}
+        self._untagged: set[str] = set()
+        self._types: dict[str, Any] = {}  # value hash -> its type (or MISSING), from the index
 
     # -- damage ------------------------------------------------------------------------------
 
@@ -116,36 +124,76 @@ class Reads:
     # -- tags --------------------------------------------------------------------------------
 
     def tags_of(self, entity_id: str) -> list[tuple[str, Any]]:
-        return [(k, v) for k, v in self.prov.tags.get_tags([entity_id]).get(entity_id, [])]
+        if entity_id in self._untagged:
+            return []
+        found = self._tags.get(entity_id)
+        if found is None:
+            found = [(k, v) for k, v in self.prov.tags.get_tags([entity_id]).get(entity_id, [])]
+            self._tags[entity_id] = found
+        return list(found)
 
     # -- jobs --------------------------------------------------------------------------------
 
+    def docs(self, ids: list[str], kind: str, *, listed: bool = False) -> dict[str, Any]:
+        """Decoded metadata of many objects of one kind, read in bulk (neighbours in a pack
+        come from one ranged read) and kept for this query. The codec has checked each object's
+        checksum; ids are not recomputed here (a display does not need it). An object the index
+        lists but that cannot be read is noted damaged and left out."""
+        want = [i for i in dict.fromkeys(ids) if i not in self._docs and (is_hash(i) or is_uuid(i))]
+        if want and not listed:  # ``listed``: the caller knows they exist (named by other records)
+            kinds = self.prov.repo.lookup_many("objects", want)
+            want = [i for i, k in zip(want, kinds) if k == kind]  # no read (nor refresh) for the rest
+        for start in range(0, len(want), BATCH):
+            batch = want[start : start + BATCH]
+            try:
+                got: list[Any] = self.prov.repo.get_many(batch, expect_kind=kind)
+            except CorruptObject:
+                got = [self._read_one(i, kind) for i in batch]  # find the damaged one(s)
+            for object_id, item in zip(batch, got):
+                if isinstance(item, Missing):
+                    self.damaged(object_id, _WHAT.get(kind, kind))
+                    continue
+                try:
+                    self._docs[object_id] = model.decode(kind, item[1], object_id)
+                except CorruptObject as exc:
+                    self.damaged(object_id, _WHAT.get(kind, kind), exc)
+                if kind == model.VALUE:
+                    self._raw[object_id] = item[1]
+        return {i: self._docs[i] for i in ids if i in self._docs}
+
+    def _read_one(self, object_id: str, kind: str) -> Any:
+        try:
+            return self.prov.repo.get(object_id, expect_kind=kind)
+        except (ObjectNotFound, CorruptObject):
+            return MISSING
+
     def load_jobs(self, job_ids: list[str]) -> None:
-        """Read many ended jobs at once (one bulk read: a packed flush's jobs come back from a
-        ranged read or two), into the job cache."""
-        wanted = [j for j in job_ids if j not in self._jobs and self.core.kind_of(j) == model.JOB]
-        for start in range(0, len(wanted), BATCH):
-            batch = wanted[start : start + BATCH]
-            got = self.core.get_many_meta(batch, model.JOB)
-            self._jobs.update(got)
-            for job_id in batch:
-                if job_id not in got:
-                    self.damaged(job_id, "job")
+        """Read many ended jobs at once, into the job cache (running ones are start notes)."""
+        found = self.docs([j for j in job_ids if j not in self._jobs], model.JOB)
+        self._jobs.update(found)
 
     def prefetch_calls(self, job_ids: list[str]) -> None:
-        """The call nodes of these jobs, then their tasks and argument values, in bulk."""
+        """The call nodes of these jobs, then their tasks and (packed) argument values, and which
+        of them carry tags, in bulk."""
         metas = [self._jobs.get(j) for j in job_ids]
         calls = [m["call_hash"] for m in metas if isinstance(m, dict) and m.get("call_hash")]
-        for start in range(0, len(calls), BATCH):
-            self.core.prefetch(calls[start : start + BATCH], model.CALL)
-        wanted = [m["task_hash"] for m in metas if isinstance(m, dict) and m.get("task_hash")]
-        for call_hash in calls:
-            call = self.core.cached(call_hash)
-            if call is not None:
-                doc = model.decode(model.CALL, call[1], call_hash)
-                wanted.extend(arg["value_hash"] for _, arg in doc.get("args", []))
-        for start in range(0, len(wanted), BATCH):
-            self.core.prefetch(wanted[start : start + BATCH], model.VALUE, small_only=True)
+        docs = self.docs(calls, model.CALL, listed=True)
+        values = [m["task_hash"] for m in metas if isinstance(m, dict) and m.get("task_hash")]
+        for doc in docs.values():  # the arguments are shown; a result is known by its type (index)
+            values.extend(arg["value_hash"] for _, arg in doc.get("args", []))
+        values = [v for v in dict.fromkeys(values) if v not in self._raw and v not in self._values]
+        packed = self.prov.repo.lookup_many("packed", values)
+        self.docs([v for v, where in zip(values, packed) if not isinstance(where, Missing)], model.VALUE, listed=True)
+        self.prefetch_tags([*job_ids, *calls, *values])
+        results = [doc["value_hash"] for doc in docs.values() if doc["value_hash"] not in self._types]
+        self._types.update(zip(results, self.prov.repo.lookup_many("value_type", results)))
+
+    def prefetch_tags(self, entity_ids: list[str]) -> None:
+        """Which of these entities have any tag at all, in one index read (most have none)."""
+        todo = [e for e in dict.fromkeys(entity_ids) if e and e not in self._untagged and e not in self._tags]
+        for entity_id, first in zip(todo, self.prov.repo.lookup_many("tags_by_entity", todo)):
+            if isinstance(first, Missing):
+                self._untagged.add(entity_id)
 
     def job_meta(self, job_id: str) -> Any:
         """The ended job's dict, or its start note (end_time None), or MISSING. A job whose
@@ -185,6 +233,12 @@ class Reads:
 
     def status(self, meta: dict, root_ended: bool) -> str:
         if meta.get("end_time"):
+            call = self._docs.get(meta.get("call_hash") or "")
+            if call is not None:  # already read: its result's type is one lookup away
+                found = self._types.get(call["value_hash"])
+                if found is None:
+                    found = self._types[call["value_hash"]] = self.core.lookup("value_type", call["value_hash"])
+                return job_kind.status(meta, None if isinstance(found, Missing) else found)
             return job_kind.status(meta, self.result_type(meta.get("call_hash")))
         if root_ended:
             return UNFINISHED  # its execution is over: nothing will ever end this job
@@ -206,10 +260,7 @@ class Reads:
 
     def call_doc(self, call_hash: str) -> Any:
         """A call node's dict, or MISSING (a damaged one is noted)."""
-        call = self.prov.calls.get_call_node(call_hash)
-        if call is MISSING and self.core.kind_of(call_hash) == model.CALL:
-            self.damaged(call_hash, "call node")
-        return call
+        return self.docs([call_hash], model.CALL).get(call_hash, MISSING)
 
     def node(self, job_id: str, meta: dict, root_ended: bool) -> JobNode:
         call: Any = self.call_doc(meta["call_hash"]) if meta.get("call_hash") else MISSING
@@ -266,7 +317,11 @@ class Reads:
 
     def _read_value(self, value_hash: str) -> ValueInfo | None:
         """Read at most PREVIEW_MAX_BYTES of a value: a 1 GB result must not be loaded to show it."""
-        hit = self.core.cached(value_hash)
+        raw = self._raw.pop(value_hash, None)
+        head = self._docs.get(value_hash) if raw is not None else None
+        if head is not None and raw is not None:  # read in bulk: the header is decoded already
+            return self._value_from(value_hash, head, raw[raw.index(b"\0") + 1 :], complete=True)
+        hit = (model.VALUE, raw) if raw is not None else self.core.cached(value_hash)
         try:
             if hit is not None and hit[0] == model.VALUE:
                 length, chunks = len(hit[1]), iter((hit[1],))
@@ -291,7 +346,12 @@ class Reads:
             header, data = value_kind.split(bytes(buf), value_hash)
         except CorruptObject:
             return None
-        size = length - (len(buf) - len(data))
+        return self._value_from(value_hash, header, data, complete=complete, size=length - (len(buf) - len(data)))
+
+    def _value_from(
+        self, value_hash: str, header: dict, data: bytes, *, complete: bool, size: int | None = None
+    ) -> ValueInfo:
+        size = len(data) if size is None else size
         error = traceback = None
         if complete and size <= PREVIEW_MAX_BYTES:
             preview = preview_value(header["type"], header["format"], data, header.get("subtype"), value_hash)

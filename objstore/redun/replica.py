@@ -26,11 +26,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.sqlite
 from redun.backends.base import TagEntity
 from redun.backends.db import (
     REDUN_DB_VERSIONS,
@@ -54,9 +56,8 @@ from redun.backends.db import (
     Task,
     Value,
 )
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from objstore import model
+from objstore import layout, model, pack
 from objstore.errors import CorruptObject
 from objstore.missing import MISSING, Missing
 from objstore.model import value as value_kind
@@ -68,6 +69,7 @@ SCHEMA = 1  # this module's fill rules; a replica of another is rebuilt
 INLINE_MAX = 1 << 20  # larger values stay in the repository (read through ValueSource)
 READ_BATCH = 2048
 SEGMENT_BATCH = 64
+OVERLAP = True  # read the next batch in a thread while this one is inserted
 _META = sa.MetaData()
 META_TABLE = sa.Table("objstore_replica", _META, sa.Column("key", sa.String, primary_key=True),
                       sa.Column("value", sa.String))  # fmt: skip
@@ -99,7 +101,7 @@ class Rows:
     def __init__(self) -> None:
         self.tables: dict[str, list[dict[str, Any]]] = {t.name: [] for t in ROW_TABLES}
         self.running: list[dict[str, Any]] = []  # job start notes (no end yet)
-        self.heartbeats: dict[str, datetime] = {}
+        self.heartbeats: dict[str, str] = {}  # execution id -> its last heartbeat (record text)
         self.records = 0
 
     def add(self, table: str, **row: Any) -> None:
@@ -122,7 +124,7 @@ class Rows:
 
     def call(self, call_hash: str, doc: dict[str, Any]) -> None:
         self.add("call_node", call_hash=call_hash, task_name=doc["task_name"], task_hash=doc["task_hash"],
-                 args_hash=doc["args_hash"], value_hash=doc["value_hash"], timestamp=when(doc.get("timestamp")))
+                 args_hash=doc["args_hash"], value_hash=doc["value_hash"], timestamp=doc.get("timestamp"))
         for order, child in enumerate(doc.get("children", ())):
             self.add("call_edge", parent_id=call_hash, child_id=child, call_order=order)
         for key, arg in doc.get("args", ()):
@@ -135,12 +137,12 @@ class Rows:
             self.add("call_subtree_task", call_hash=call_hash, task_hash=task_hash)
 
     def job(self, job_id: str, doc: dict[str, Any]) -> None:
-        self.add("job", id=job_id, start_time=when(doc.get("start_time")), end_time=when(doc.get("end_time")),
+        self.add("job", id=job_id, start_time=doc.get("start_time"), end_time=doc.get("end_time"),
                  task_hash=doc["task_hash"], cached=bool(doc.get("cached")), call_hash=doc.get("call_hash"),
                  parent_id=doc.get("parent_id"), execution_id=doc["execution_id"])  # fmt: skip
 
     def job_start(self, job_id: str, note: dict[str, Any]) -> None:
-        self.running.append(dict(id=job_id, start_time=when(note.get("start_time")), end_time=None,
+        self.running.append(dict(id=job_id, start_time=note.get("start_time"), end_time=None,
                                  task_hash=note.get("task_hash"), cached=False, call_hash=None,
                                  parent_id=note.get("parent_id"), execution_id=note.get("execution_id")))  # fmt: skip
 
@@ -172,10 +174,8 @@ class Rows:
                 self.job_start(key, json.loads(value))
             except (ValueError, TypeError, AttributeError):
                 pass
-        elif table == "exec_updated":
-            stamp = when(value)
-            if stamp is not None:
-                self.heartbeats[key] = stamp
+        elif table == "exec_updated" and isinstance(value, str):
+            self.heartbeats[key] = value
 
 
 class ValueSource:
@@ -331,41 +331,93 @@ class Replica:
                 "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL")]  # fmt: skip
             for name, _ in indexes:
                 conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        # Reading and decoding (zstd releases the GIL) run in a thread one batch ahead of the
+        # inserts (sqlite steps without the GIL): the two overlap on a second core.
+        batches = [names[i : i + SEGMENT_BATCH] for i in range(0, len(names), SEGMENT_BATCH)]
         records = 0
-        for start in range(0, len(names), SEGMENT_BATCH):
-            batch = names[start : start + SEGMENT_BATCH]
-            rows = Rows()
-            listing: list[tuple[str, str]] = []
-            for segment in self.repo.read_segments(batch):
-                listing.extend((oid, kind) for oid, kind in segment.listing)
-                for entry in segment.entries:
-                    if isinstance(entry, (list, tuple)) and len(entry) == 4 and entry[1] in ("job_start", "exec_updated"):
-                        rows.note(entry)
-            self._fill(rows, listing)
-            self._insert(conn, rows)
-            conn.execute(SEGMENT_TABLE.insert().prefix_with("OR IGNORE"), [{"name": n} for n in batch])
-            records += rows.records
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objstore-replica") as reader:
+            pending = reader.submit(self._rows_of, batches[0])
+            for n, batch in enumerate(batches):
+                rows = pending.result()
+                if n + 1 < len(batches):
+                    pending = reader.submit(self._rows_of, batches[n + 1])
+                    if not OVERLAP:
+                        pending.result()
+                self._insert(conn, rows)
+                conn.execute(SEGMENT_TABLE.insert().prefix_with("OR IGNORE"), [{"name": name} for name in batch])
+                records += rows.records
         for _, sql in indexes:
             conn.exec_driver_sql(sql)
         return records
 
-    def _fill(self, rows: Rows, listing: Iterable[tuple[str, str]]) -> None:
-        """Rows of the listed objects, read in bulk, in listing order."""
+    def _rows_of(self, batch: list[str]) -> Rows:
+        """The rows of what these segments added, in their order."""
+        rows = Rows()
+        listing: list[tuple[str, str]] = []
+        where: dict[str, str] = {}  # object id -> its pack location, as the segment says
+        notes = ("job_start", "exec_updated")
+        for segment in self.repo.read_segments(batch):
+            listing.extend((oid, kind) for oid, kind in segment.listing)
+            for entry in segment.entries:
+                try:
+                    table = entry[1]
+                    if table == "packed":
+                        where[entry[2]] = entry[3]
+                    elif table in notes:
+                        rows.note(entry)
+                except (IndexError, TypeError, KeyError):
+                    continue
+        self._fill(rows, listing, where)
+        return rows
+
+    def _fill(self, rows: Rows, listing: Iterable[tuple[str, str]], where: dict[str, str] | None = None) -> None:
+        """Rows of the listed objects, in listing order. Objects a segment says are packed are cut
+        out of their pack, read whole once (a flush's objects share one); the rest are read in
+        bulk through the repository (loose, or a location that did not check out)."""
         items = [(oid, kind) for oid, kind in listing if kind in _FILLERS]
-        for start in range(0, len(items), READ_BATCH):
-            batch = items[start : start + READ_BATCH]
+        found = self._from_packs(items, where or {})
+        rest = [(oid, kind) for oid, kind in items if oid not in found]
+        for start in range(0, len(rest), READ_BATCH):
+            batch = rest[start : start + READ_BATCH]
             try:
                 got = self.repo.get_many([oid for oid, _ in batch])
             except CorruptObject:
                 got = [self._one(oid) for oid, _ in batch]
-            for (oid, kind), item in zip(batch, got):
-                if isinstance(item, Missing):
-                    continue
+            for (oid, _), item in zip(batch, got):
+                if not isinstance(item, Missing):
+                    found[oid] = item
+        for oid, kind in items:
+            item = found.get(oid)
+            if item is None:
+                continue
+            try:
+                _FILLERS[kind](self, rows, oid, item[1])
+                rows.records += 1
+            except (CorruptObject, KeyError, TypeError, ValueError) as exc:
+                log.warning("objstore: the SQL replica skips %s %s: %s", kind, oid, exc)
+
+    def _from_packs(self, items: list[tuple[str, str]], where: dict[str, str]) -> dict[str, Any]:
+        by_pack: dict[str, list[tuple[str, str, int, int]]] = {}
+        for oid, kind in items:
+            text = where.get(oid)
+            if text is None:
+                continue
+            name, _, span = text.partition(":")
+            at, _, size = span.partition(":")
+            if not (at.isdigit() and size.isdigit() and layout.is_pack_name(name)):
+                continue  # read through the repository, which names what is wrong
+            by_pack.setdefault(name, []).append((oid, kind, int(at), int(size)))
+        found: dict[str, Any] = {}
+        for name, members in by_pack.items():
+            data = self.repo.blobs.read(layout.pack_key(name))
+            if isinstance(data, Missing):
+                continue  # gone (repacked): read through the repository instead
+            for oid, kind, offset, length in members:
                 try:
-                    _FILLERS[kind](self, rows, oid, item[1])
-                    rows.records += 1
-                except (CorruptObject, KeyError, TypeError, ValueError) as exc:
-                    log.warning("objstore: the SQL replica skips %s %s: %s", kind, oid, exc)
+                    found[oid] = pack.read_entry(oid, data[offset : offset + length], expect_kind=kind)
+                except CorruptObject as exc:
+                    log.warning("objstore: the SQL replica skips %s", exc)
+        return found
 
     def _one(self, oid: str) -> Any:
         try:
@@ -375,39 +427,85 @@ class Replica:
             return MISSING
 
     def _insert(self, conn: sa.Connection, rows: Rows) -> None:
-        for table in ROW_TABLES:
-            data = rows.tables[table.name]
-            if not data:
-                continue
-            if table is Job.__table__:
-                stmt = sqlite_insert(table)
-                stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
-                    "end_time": stmt.excluded.end_time, "cached": stmt.excluded.cached,
-                    "call_hash": stmt.excluded.call_hash, "start_time": stmt.excluded.start_time,
-                })  # fmt: skip
-                if rows.running:
-                    conn.execute(table.insert().prefix_with("OR IGNORE"), rows.running)
-                    rows.running = []
-                conn.execute(stmt, data)
-            else:
-                conn.execute(table.insert().prefix_with("OR IGNORE"), data)
-        if rows.running:
-            conn.execute(Job.__table__.insert().prefix_with("OR IGNORE"), rows.running)
-        new_executions = [r["id"] for r in rows.tables["execution"]]
-        beats = dict(rows.heartbeats)
-        for execution_id in new_executions:  # a heartbeat may have been applied before its execution
-            if execution_id not in beats:
-                stamp = self.repo.lookup("exec_updated", execution_id)
-                if isinstance(stamp, str) and when(stamp):
-                    beats[execution_id] = when(stamp)  # type: ignore[assignment]
-        if beats:
-            table = Execution.__table__
-            conn.execute(table.update().where(table.c.id == sa.bindparam("b_id")).values(updated_time=sa.bindparam("b_t")),
-                         [{"b_id": k, "b_t": v} for k, v in beats.items()])  # fmt: skip
-        if rows.tables["tag"]:
-            # A tag named as a parent is superseded, whichever of the two was applied first.
-            conn.execute(sa.text("UPDATE tag SET is_current = 0 WHERE tag_hash IN "
-                                 "(SELECT parent_id FROM tag_edit) AND is_current = 1"))  # fmt: skip
+        cursor = conn.connection.cursor()  # the DBAPI cursor: SQLAlchemy's per-row work costs 2x
+        try:
+            for table in ROW_TABLES:
+                data = rows.tables[table.name]
+                if table is Job.__table__:
+                    if rows.running:  # a running job: a row without an end, kept if it has one
+                        _executemany(cursor, table, rows.running, conflict="ignore")
+                    if data:
+                        _executemany(cursor, table, data, conflict="update", keys=("id",),
+                                     update=("start_time", "end_time", "cached", "call_hash"))  # fmt: skip
+                elif data:
+                    _executemany(cursor, table, data, conflict="ignore")
+            beats = dict(rows.heartbeats)
+            for execution_id in (r["id"] for r in rows.tables["execution"]):
+                if execution_id not in beats:  # a heartbeat applied before its execution's row
+                    found = self.repo.lookup("exec_updated", execution_id)
+                    if isinstance(found, str):
+                        beats[execution_id] = found
+            if beats:
+                cursor.executemany("UPDATE execution SET updated_time = ? WHERE id = ?",
+                                   [(sqlite_stamp(v), k) for k, v in beats.items()])  # fmt: skip
+            if rows.tables["tag"]:
+                # A tag named as a parent is superseded, whichever of the two was applied first.
+                cursor.execute("UPDATE tag SET is_current = 0 WHERE is_current = 1 AND tag_hash IN "
+                               "(SELECT parent_id FROM tag_edit)")  # fmt: skip
+        finally:
+            cursor.close()
+
+
+_DIALECT = sa.dialects.sqlite.dialect()
+
+
+def sqlite_stamp(text: str | None) -> str | None:
+    """A record's timestamp as SQLAlchemy's sqlite DATETIME stores redun's DateTimeUTC: UTC,
+    without its offset, always with microseconds (``YYYY-mm-dd HH:MM:SS.ffffff``)."""
+    if not text:
+        return None
+    if text.endswith("+00:00") and len(text) >= 25:  # objstore's own spelling: no parsing needed
+        core = text[:-6]
+        return core if "." in core else core + ".000000"
+    stamp = when(text)
+    return stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if stamp else None
+
+
+def _converters(table: sa.Table, names: list[str]) -> list[tuple[int, Any]]:
+    """(position, function) for the columns whose Python value is not what sqlite stores:
+    timestamps (sqlite_stamp), and otherwise SQLAlchemy's own bind processors of redun's column
+    types (Boolean, redun's JSON, the TagEntity enum...), so raw rows hold exactly what redun's
+    sqlite backend writes."""
+    out: list[tuple[int, Any]] = []
+    for i, name in enumerate(names):
+        column_type = table.c[name].type
+        if isinstance(column_type, sa.types.TypeDecorator) and isinstance(column_type.impl, sa.DateTime):
+            out.append((i, sqlite_stamp))
+            continue
+        process = column_type._cached_bind_processor(_DIALECT)
+        if process is not None:
+            out.append((i, process))
+    return out
+
+
+def _executemany(cursor: Any, table: sa.Table, rows: list[dict[str, Any]], *, conflict: str,
+                 keys: tuple[str, ...] = (), update: tuple[str, ...] = ()) -> None:  # fmt: skip
+    names = list(rows[0])
+    converters = _converters(table, names)
+    quoted = ", ".join(f'"{n}"' for n in names)
+    marks = ", ".join("?" * len(names))
+    if conflict == "update":
+        sets = ", ".join(f'"{n}" = excluded."{n}"' for n in update)
+        sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {sets}'
+    else:
+        sql = f'INSERT OR IGNORE INTO "{table.name}" ({quoted}) VALUES ({marks})'
+    values = []
+    for row in rows:
+        item = list(row.values())
+        for i, convert in converters:
+            item[i] = convert(item[i])
+        values.append(item)
+    cursor.executemany(sql, values)
 
 
 def _fill_value(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:

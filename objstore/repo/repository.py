@@ -254,6 +254,22 @@ class Repository:
             return MISSING
         return self.index.get(table, key)
 
+    def lookup_many(self, table: str, keys: Iterable[str]) -> list[str | Missing]:
+        """``lookup`` for many keys in one index read (input order kept)."""
+        keys = list(keys)
+        out: list[str | Missing] = [MISSING] * len(keys)
+        todo = []
+        for i, key in enumerate(keys):
+            value = self.buffer.lookup(table, key)
+            if value is not None:
+                out[i] = value
+            elif indexable(key):
+                todo.append(i)
+        if todo:
+            for i, value in zip(todo, self.index.get_many(table, [keys[i] for i in todo])):
+                out[i] = value
+        return out
+
     def lookup_all(self, table: str, key: str) -> list[str]:
         """Every value of a multi-table key, unflushed writes included, sorted."""
         pending = self.buffer.lookup_all(table, key)
