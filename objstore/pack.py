@@ -156,7 +156,8 @@ def plan_reads(
         if plans:
             pack, start, length, members = plans[-1]
             if pack == loc.pack and loc.offset - (start + length) <= max_gap and end - start <= max_span:
-                plans[-1] = (pack, start, max(length, end - start), members + [i])
+                members.append(i)  # in place: a run of n entries must not cost n^2 copies
+                plans[-1] = (pack, start, max(length, end - start), members)
                 continue
         plans.append((loc.pack, loc.offset, loc.length, [i]))
     return plans

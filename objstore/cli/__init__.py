@@ -240,7 +240,8 @@ class _VersionAction(argparse.Action):
     """--version, worked out only when asked for (importlib.metadata costs a tenth of a second)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.exit(message=version_text() + "\n")
+        parser._print_message(version_text() + "\n", sys.stdout)  # as argparse's own version action
+        parser.exit()
 
 
 def version_text() -> str:

@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from objstore import model
+from objstore import layout, model, pack
 from objstore.backend import MISSING, Provenance
 from objstore.errors import CorruptObject, InvalidId, ObjectNotFound
 from objstore.ids import is_hash, is_uuid
@@ -33,6 +33,7 @@ from objstore.query.results import RUNNING, UNFINISHED, ArgInfo, CallRef, JobNod
 
 log = logging.getLogger("objstore.query")
 BATCH = 1024
+_FEW_TAGS = 20000  # up to this many tags, list the tagged entities once instead of asking per entity
 _WHAT = {model.JOB: "job", model.CALL: "call node", model.VALUE: "value", model.EXECUTION: "execution", model.TAG: "tag"}
 
 
@@ -71,6 +72,7 @@ class Reads:
         self._raw: dict[str, bytes] = {}  # payloads of small values read in bulk
         self._tags: dict[str, list[tuple[str, Any]]] = {}
         self._untagged: set[str] = set()
+        self._tagged: set[str] | None = None  # every tagged entity, when there are few
         self._types: dict[str, Any] = {}  # value hash -> its type (or MISSING), from the index
 
     # -- damage ------------------------------------------------------------------------------
@@ -84,8 +86,12 @@ class Reads:
     # -- tasks -------------------------------------------------------------------------------
 
     def _task_subtype(self, task_hash: str) -> dict | None:
-        stored = self.prov.values.get_value(task_hash)
-        subtype = stored.subtype if stored is not MISSING else None
+        head = self._docs.get(task_hash)  # read in bulk already (a job tree prefetches its tasks)
+        if head is not None:
+            subtype = head.get("subtype")
+        else:
+            stored = self.prov.values.get_value(task_hash)
+            subtype = stored.subtype if stored is not MISSING else None
         return subtype if subtype and subtype.get("_type") == "Task" else None
 
     def task_name(self, task_hash: str | None, fallback: str | None = None) -> str:
@@ -140,18 +146,13 @@ class Reads:
         checksum; ids are not recomputed here (a display does not need it). An object the index
         lists but that cannot be read is noted damaged and left out."""
         want = [i for i in dict.fromkeys(ids) if i not in self._docs and (is_hash(i) or is_uuid(i))]
-        if want and not listed:  # ``listed``: the caller knows they exist (named by other records)
-            kinds = self.prov.repo.lookup_many("objects", want)
-            want = [i for i, k in zip(want, kinds) if k == kind]  # no read (nor refresh) for the rest
         for start in range(0, len(want), BATCH):
             batch = want[start : start + BATCH]
-            try:
-                got: list[Any] = self.prov.repo.get_many(batch, expect_kind=kind)
-            except CorruptObject:
-                got = [self._read_one(i, kind) for i in batch]  # find the damaged one(s)
+            got = self._read_many(batch, kind, listed=listed)
             for object_id, item in zip(batch, got):
                 if isinstance(item, Missing):
-                    self.damaged(object_id, _WHAT.get(kind, kind))
+                    if listed or self.core.kind_of(object_id) == kind:
+                        self.damaged(object_id, _WHAT.get(kind, kind))
                     continue
                 try:
                     self._docs[object_id] = model.decode(kind, item[1], object_id)
@@ -160,6 +161,49 @@ class Reads:
                 if kind == model.VALUE:
                     self._raw[object_id] = item[1]
         return {i: self._docs[i] for i in ids if i in self._docs}
+
+    def _read_many(self, ids: list[str], kind: str, *, listed: bool = True) -> list[Any]:
+        """(kind, payload) | MISSING per id. Packed objects are cut from ranged reads of their
+        packs (neighbours in one read) without the per-object routing of Repository.get_many;
+        anything else, or anything that does not check out, goes through the repository (which
+        refreshes once on a miss and names what is damaged)."""
+        repo = self.prov.repo
+        out: list[Any] = [None] * len(ids)
+        located: list[tuple[int, pack.Location]] = []
+        for i, where in enumerate(repo.lookup_many("packed", ids)):
+            if isinstance(where, str):
+                name, _, span = where.partition(":")
+                at, _, size = span.partition(":")
+                if at.isdigit() and size.isdigit():
+                    located.append((i, pack.Location(name, int(at), int(size))))
+        if located and repo.buffer.idle():  # nothing buffered here that could be newer
+            plans = pack.plan_reads([loc for _, loc in located])
+            datas = repo.blobs.read_ranges([(layout.pack_key(name), offset, length) for name, offset, length, _ in plans])
+            for (_, first, _, members), data in zip(plans, datas):
+                if isinstance(data, Missing):
+                    continue
+                for m in members:
+                    i, loc = located[m]
+                    try:
+                        out[i] = pack.read_entry(ids[i], data[loc.offset - first : loc.offset - first + loc.length],
+                                                 expect_kind=kind)  # fmt: skip
+                    except CorruptObject:
+                        pass  # the repository's read below names it
+        rest = [i for i, item in enumerate(out) if item is None]
+        if rest and not listed:  # ``listed``: the caller knows they exist (named by other records)
+            kinds = repo.lookup_many("objects", [ids[i] for i in rest])
+            for i, found in zip(rest, kinds):
+                if found != kind:
+                    out[i] = MISSING  # not an object (yet): no read, and no refresh for it
+            rest = [i for i in rest if out[i] is None]
+        if rest:
+            try:
+                got = repo.get_many([ids[i] for i in rest], expect_kind=kind)
+            except CorruptObject:
+                got = [self._read_one(ids[i], kind) for i in rest]  # find the damaged one(s)
+            for i, item in zip(rest, got):
+                out[i] = item
+        return out
 
     def _read_one(self, object_id: str, kind: str) -> Any:
         try:
@@ -189,9 +233,18 @@ class Reads:
         self._types.update(zip(results, self.prov.repo.lookup_many("value_type", results)))
 
     def prefetch_tags(self, entity_ids: list[str]) -> None:
-        """Which of these entities have any tag at all, in one index read (most have none)."""
+        """Which of these entities have any tag at all (most have none): the whole (small) list of
+        tagged entities read once, else one index read for all of them."""
         todo = [e for e in dict.fromkeys(entity_ids) if e and e not in self._untagged and e not in self._tags]
-        for entity_id, first in zip(todo, self.prov.repo.lookup_many("tags_by_entity", todo)):
+        if not todo:
+            return
+        repo = self.prov.repo
+        if self._tagged is None and repo.buffer.idle() and repo.index.count("tags_by_entity") <= _FEW_TAGS:
+            self._tagged = {key for key, _ in repo.scan("tags_by_entity")}
+        if self._tagged is not None:
+            self._untagged.update(e for e in todo if e not in self._tagged)
+            return
+        for entity_id, first in zip(todo, repo.lookup_many("tags_by_entity", todo)):
             if isinstance(first, Missing):
                 self._untagged.add(entity_id)
 
