@@ -10,6 +10,7 @@ collide and a reader ingests them in order.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from objstore.model.schema import IndexEntry
 from objstore.store import BlobStore
 
 log = logging.getLogger("objstore.repo")
+_DECODER = json.JSONDecoder()
 
 KIND = "journal"
 FORMAT = "objstore-journal"
@@ -80,6 +82,27 @@ def parse(name: str, data: bytes) -> Segment:
     derived = doc.get("derived", 1)
     return Segment(name, listing, entries if isinstance(entries, list) else [],
                    derived if isinstance(derived, int) else 1)  # fmt: skip
+
+
+_LISTING = b'"objects":['
+
+
+def parse_listing(name: str, data: bytes) -> Listing:
+    """Only what a segment lists, without parsing its (much larger) entries: the document is
+    canonical JSON (sorted keys, no spaces), and a quote inside a JSON string is always escaped,
+    so the one unescaped ``"objects":[`` is the listing's key. Falls back to a full parse."""
+    where = f"journal/{name}"
+    _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
+    at = payload.rfind(_LISTING)
+    if at >= 0:
+        try:
+            raw, _ = _DECODER.raw_decode(payload[at + len(_LISTING) - 1 :].decode("utf-8"))
+        except ValueError:
+            raw = None
+        if isinstance(raw, list):
+            return [item for item in raw if isinstance(item, list) and len(item) == 2
+                    and isinstance(item[1], str) and (is_hash(item[0]) or is_uuid(item[0]))]  # fmt: skip
+    return parse(name, data).listing
 
 
 def index_entries(index: Index, listing: Listing, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
@@ -171,6 +194,20 @@ class Journal:
             self._stale.extend(item for item in segment.listing if item[1] in stale)
         return True
 
+    def read_listings(self, names: Iterable[str]) -> Iterator[tuple[str, Listing]]:
+        """(name, what it lists) of the named segments, in the order given, without parsing their
+        entries (parse_listing); a missing or unreadable one is left out."""
+        names = list(names)
+        for start in range(0, len(names), _READ_BATCH):
+            batch = names[start : start + _READ_BATCH]
+            for name, data in zip(batch, self.blobs.read_many(layout.segment_key(n) for n in batch)):
+                if isinstance(data, Missing):
+                    continue
+                try:
+                    yield name, parse_listing(name, data)
+                except CorruptObject as exc:
+                    log.warning("skipping unreadable journal segment: %s", exc)
+
     def take_stale(self) -> Listing:
         """The objects ingested segments listed whose entries must be derived again (once)."""
         with self._lock:
@@ -192,4 +229,4 @@ class Journal:
                     log.warning("skipping unreadable journal segment: %s", exc)
 
 
-__all__ = ["Journal", "Segment", "encode", "decode", "parse", "index_entries", "valid_entries", "KIND", "FORMAT"]
+__all__ = ["Journal", "Segment", "encode", "decode", "parse", "parse_listing", "index_entries", "valid_entries", "KIND", "FORMAT"]

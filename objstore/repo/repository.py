@@ -315,6 +315,11 @@ class Repository:
         index (redun's SQL replica) that catch up with the segments they have not seen."""
         return self.journal.read(names)
 
+    def read_segment_listings(self, names: Iterable[str]) -> Iterator[tuple[str, list[list[str]]]]:
+        """(name, [[object id, kind], ...]) of the named segments, in the order given, without
+        their index entries (read_segments, much cheaper: a first build of a derived view)."""
+        return self.journal.read_listings(names)
+
     def reindex(self, *, full_scan: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Clear the index and rebuild it from journal/ (and, with full_scan, objects/ + evals/)."""
         return Reindexer(self.store, self.index, self.evals, self.refresh).run(
