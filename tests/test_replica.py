@@ -14,7 +14,8 @@ from redun.backends.db import Base
 from redun.config import Config
 
 from objstore.redun import ObjstoreBackend
-from objstore.redun.replica import ROW_TABLES, Replica, when
+from objstore.redun.replica import Replica
+from objstore.redun.rows import ROW_TABLES, when
 
 redun_namespace = "replica_tests"
 

@@ -20,7 +20,6 @@ when redun asks for them (``ValueSource``, redun's value-store interface).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -32,41 +31,25 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.dialects.sqlite
-from redun.backends.base import TagEntity
 from redun.backends.db import (
     REDUN_DB_VERSIONS,
-    Argument,
-    ArgumentResult,
     Base,
-    CallEdge,
-    CallNode,
-    CallSubtreeTask,
-    Execution,
-    File,
     Handle,
-    HandleEdge,
     Job,
     RedunBackendDb,
     RedunMigration,
     RedunVersion,
-    Subvalue,
-    Tag,
-    TagEdit,
-    Task,
-    Value,
 )
 
 from objstore import layout, model, pack
 from objstore.errors import CorruptObject
 from objstore.missing import MISSING, Missing
-from objstore.model import value as value_kind
+from objstore.redun.rows import FILLED_KINDS, INLINE_MAX, ROW_TABLES, Rows, insert_rows, sqlite_stamp
 
 log = logging.getLogger("objstore.redun")
 
 FILENAME = "redun-replica.sqlite"
 SCHEMA = 1  # this module's fill rules; a replica of another is rebuilt
-INLINE_MAX = 1 << 20  # larger values stay in the repository (read through ValueSource)
 READ_BATCH = 2048
 SEGMENT_BATCH = 64
 OVERLAP = True  # read the next batch in a thread while this one is inserted
@@ -74,109 +57,6 @@ _META = sa.MetaData()
 META_TABLE = sa.Table("objstore_replica", _META, sa.Column("key", sa.String, primary_key=True),
                       sa.Column("value", sa.String))  # fmt: skip
 SEGMENT_TABLE = sa.Table("objstore_segment", _META, sa.Column("name", sa.String, primary_key=True))
-
-# Insert order: what rows refer to comes first (foreign keys are not enforced while filling).
-ROW_TABLES = (
-    Value.__table__, Subvalue.__table__, File.__table__, Task.__table__, CallNode.__table__,
-    CallEdge.__table__, Argument.__table__, ArgumentResult.__table__, CallSubtreeTask.__table__,
-    Job.__table__, Execution.__table__, Tag.__table__, TagEdit.__table__, Handle.__table__,
-    HandleEdge.__table__,
-)  # fmt: skip
-
-
-def when(text: str | None) -> datetime | None:
-    """A record's timestamp text as the tz-aware datetime redun's DateTimeUTC columns take."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-class Rows:
-    """Rows per redun table, filled from objects (and journal notes) in the order given."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, list[dict[str, Any]]] = {t.name: [] for t in ROW_TABLES}
-        self.running: list[dict[str, Any]] = []  # job start notes (no end yet)
-        self.heartbeats: dict[str, str] = {}  # execution id -> its last heartbeat (record text)
-        self.records = 0
-
-    def add(self, table: str, **row: Any) -> None:
-        self.tables[table].append(row)
-
-    # -- per kind ----------------------------------------------------------------------------
-
-    def value(self, value_hash: str, payload: bytes) -> None:
-        head, data = value_kind.split(payload, value_hash)
-        self.add("value", value_hash=value_hash, type=head["type"], format=head["format"],
-                 value=bytes(data) if len(data) <= INLINE_MAX else b"")  # fmt: skip
-        for child in head.get("subvalues", ()):
-            self.add("subvalue", value_hash=child, parent_value_hash=value_hash)
-        subtype = head.get("subtype") or {}
-        if subtype.get("_type") == "File":
-            self.add("file", value_hash=value_hash, path=subtype.get("path"))
-        elif subtype.get("_type") == "Task":
-            self.add("task", hash=value_hash, name=subtype.get("name"), namespace=subtype.get("namespace") or "",
-                     source=subtype.get("source") or "")  # fmt: skip
-
-    def call(self, call_hash: str, doc: dict[str, Any]) -> None:
-        self.add("call_node", call_hash=call_hash, task_name=doc["task_name"], task_hash=doc["task_hash"],
-                 args_hash=doc["args_hash"], value_hash=doc["value_hash"], timestamp=doc.get("timestamp"))
-        for order, child in enumerate(doc.get("children", ())):
-            self.add("call_edge", parent_id=call_hash, child_id=child, call_order=order)
-        for key, arg in doc.get("args", ()):
-            position, keyword = (int(key), None) if key.isdigit() else (None, key)
-            self.add("argument", arg_hash=arg["arg_hash"], call_hash=call_hash, value_hash=arg["value_hash"],
-                     arg_position=position, arg_key=keyword)  # fmt: skip
-            for upstream in arg.get("upstream", ()):
-                self.add("argument_result", arg_hash=arg["arg_hash"], result_call_hash=upstream)
-        for task_hash in doc.get("subtree_tasks", ()):
-            self.add("call_subtree_task", call_hash=call_hash, task_hash=task_hash)
-
-    def job(self, job_id: str, doc: dict[str, Any]) -> None:
-        self.add("job", id=job_id, start_time=doc.get("start_time"), end_time=doc.get("end_time"),
-                 task_hash=doc["task_hash"], cached=bool(doc.get("cached")), call_hash=doc.get("call_hash"),
-                 parent_id=doc.get("parent_id"), execution_id=doc["execution_id"])  # fmt: skip
-
-    def job_start(self, job_id: str, note: dict[str, Any]) -> None:
-        self.running.append(dict(id=job_id, start_time=note.get("start_time"), end_time=None,
-                                 task_hash=note.get("task_hash"), cached=False, call_hash=None,
-                                 parent_id=note.get("parent_id"), execution_id=note.get("execution_id")))  # fmt: skip
-
-    def execution(self, execution_id: str, doc: dict[str, Any]) -> None:
-        self.add("execution", id=execution_id, args=doc.get("args") or "[]", job_id=doc.get("job_id"),
-                 updated_time=None)  # fmt: skip
-
-    def tag(self, tag_hash: str, doc: dict[str, Any]) -> None:
-        self.add("tag", tag_hash=tag_hash, entity_type=TagEntity(doc["entity_type"]), entity_id=doc["entity_id"] or "",
-                 key=doc["key"], value=doc["value"], is_current=True)  # fmt: skip
-        for parent in doc.get("parents", ()):
-            self.add("tag_edit", parent_id=parent, child_id=tag_hash)
-
-    def handle(self, doc: dict[str, Any], valid: bool) -> None:
-        self.add("handle", hash=doc["hash"], fullname=doc["fullname"], value_hash=doc["value_hash"],
-                 key=doc.get("key") or "", is_valid=valid)  # fmt: skip
-
-    def handle_edge(self, doc: dict[str, Any]) -> None:
-        self.add("handle_edge", parent_id=doc["parent"], child_id=doc["child"])
-
-    def note(self, entry: Any) -> None:
-        """A journal-only entry a segment carries: a job's start, an execution's heartbeat."""
-        try:
-            op, table, key, value = entry
-        except (TypeError, ValueError):
-            return
-        if table == "job_start":
-            try:
-                self.job_start(key, json.loads(value))
-            except (ValueError, TypeError, AttributeError):
-                pass
-        elif table == "exec_updated" and isinstance(value, str):
-            self.heartbeats[key] = value
-
 
 class ValueSource:
     """redun's value-store interface (get / size) over the repository, for the values the
@@ -361,7 +241,7 @@ class Replica:
         listing: list[tuple[str, str]] = []
         for _, items in self.repo.read_segment_listings(batch):
             listing.extend((oid, kind) for oid, kind in items)
-        ids = [oid for oid, kind in listing if kind in _FILLERS]
+        ids = [oid for oid, kind in listing if kind in FILLED_KINDS]
         where = {oid: loc for oid, loc in zip(ids, self.repo.lookup_many("packed", ids)) if isinstance(loc, str)}
         self._fill(rows, listing, where)
         return rows
@@ -402,7 +282,7 @@ class Replica:
         """Rows of the listed objects, in listing order. Objects a segment says are packed are cut
         out of their pack, read whole once (a flush's objects share one); the rest are read in
         bulk through the repository (loose, or a location that did not check out)."""
-        items = [(oid, kind) for oid, kind in listing if kind in _FILLERS]
+        items = [(oid, kind) for oid, kind in listing if kind in FILLED_KINDS]
         found = self._from_packs(items, where or {})
         rest = [(oid, kind) for oid, kind in items if oid not in found]
         for start in range(0, len(rest), READ_BATCH):
@@ -419,7 +299,7 @@ class Replica:
             if item is None:
                 continue
             try:
-                _FILLERS[kind](self, rows, oid, item[1])
+                rows.fill(kind, oid, item[1], self.prov.handles.is_valid_handle)
                 rows.records += 1
             except (CorruptObject, KeyError, TypeError, ValueError) as exc:
                 log.warning("objstore: the SQL replica skips %s %s: %s", kind, oid, exc)
@@ -461,12 +341,12 @@ class Replica:
                 data = rows.tables[table.name]
                 if table is Job.__table__:
                     if rows.running:  # a running job: a row without an end, kept if it has one
-                        _executemany(cursor, table, rows.running, conflict="ignore")
+                        insert_rows(cursor, table, rows.running, conflict="ignore")
                     if data:
-                        _executemany(cursor, table, data, conflict="update", keys=("id",),
+                        insert_rows(cursor, table, data, conflict="update", keys=("id",),
                                      update=("start_time", "end_time", "cached", "call_hash"))  # fmt: skip
                 elif data:
-                    _executemany(cursor, table, data, conflict="ignore")
+                    insert_rows(cursor, table, data, conflict="ignore")
             beats = dict(rows.heartbeats)
             for execution_id in (r["id"] for r in rows.tables["execution"]):
                 if execution_id not in beats:  # a heartbeat applied before its execution's row
@@ -482,98 +362,6 @@ class Replica:
                                "(SELECT parent_id FROM tag_edit)")  # fmt: skip
         finally:
             cursor.close()
-
-
-_DIALECT = sa.dialects.sqlite.dialect()
-
-
-def sqlite_stamp(text: str | None) -> str | None:
-    """A record's timestamp as SQLAlchemy's sqlite DATETIME stores redun's DateTimeUTC: UTC,
-    without its offset, always with microseconds (``YYYY-mm-dd HH:MM:SS.ffffff``)."""
-    if not text:
-        return None
-    if text.endswith("+00:00") and len(text) >= 25:  # objstore's own spelling: no parsing needed
-        core = text[:-6]
-        return core if "." in core else core + ".000000"
-    stamp = when(text)
-    return stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if stamp else None
-
-
-def _converters(table: sa.Table, names: list[str]) -> list[tuple[int, Any]]:
-    """(position, function) for the columns whose Python value is not what sqlite stores:
-    timestamps (sqlite_stamp), and otherwise SQLAlchemy's own bind processors of redun's column
-    types (Boolean, redun's JSON, the TagEntity enum...), so raw rows hold exactly what redun's
-    sqlite backend writes."""
-    out: list[tuple[int, Any]] = []
-    for i, name in enumerate(names):
-        column_type = table.c[name].type
-        if isinstance(column_type, sa.types.TypeDecorator) and isinstance(column_type.impl, sa.DateTime):
-            out.append((i, sqlite_stamp))
-            continue
-        process = column_type._cached_bind_processor(_DIALECT)
-        if process is not None:
-            out.append((i, process))
-    return out
-
-
-def _executemany(cursor: Any, table: sa.Table, rows: list[dict[str, Any]], *, conflict: str,
-                 keys: tuple[str, ...] = (), update: tuple[str, ...] = ()) -> None:  # fmt: skip
-    names = list(rows[0])
-    converters = _converters(table, names)
-    quoted = ", ".join(f'"{n}"' for n in names)
-    marks = ", ".join("?" * len(names))
-    if conflict == "update":
-        sets = ", ".join(f'"{n}" = excluded."{n}"' for n in update)
-        sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {sets}'
-    else:
-        sql = f'INSERT OR IGNORE INTO "{table.name}" ({quoted}) VALUES ({marks})'
-    stamps = [i for i, convert in converters if convert is sqlite_stamp]
-    others = [(i, convert) for i, convert in converters if convert is not sqlite_stamp]
-    values = []
-    for row in rows:
-        item = list(row.values())
-        for i in stamps:  # sqlite_stamp's common case inline: a million calls cost a second
-            v = item[i]
-            item[i] = v[:-6] if v and v[-6:] == "+00:00" and "." in v else sqlite_stamp(v)
-        for i, convert in others:
-            item[i] = convert(item[i])
-        values.append(item)
-    cursor.executemany(sql, values)
-
-
-def _fill_value(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    rows.value(oid, payload)
-
-
-def _fill_call(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    rows.call(oid, model.decode(model.CALL, payload, oid))
-
-
-def _fill_job(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    rows.job(oid, model.decode(model.JOB, payload, oid))
-
-
-def _fill_execution(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    rows.execution(oid, model.decode(model.EXECUTION, payload, oid))
-
-
-def _fill_tag(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    rows.tag(oid, model.decode(model.TAG, payload, oid))
-
-
-def _fill_handle(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    doc = model.decode(model.HANDLE, payload, oid)
-    rows.handle(doc, r.prov.handles.is_valid_handle(doc["hash"], doc["fullname"]))
-
-
-def _fill_handle_edge(r: Replica, rows: Rows, oid: str, payload: bytes) -> None:
-    rows.handle_edge(model.decode(model.HANDLE_EDGE, payload, oid))
-
-
-_FILLERS = {
-    model.VALUE: _fill_value, model.CALL: _fill_call, model.JOB: _fill_job, model.EXECUTION: _fill_execution,
-    model.TAG: _fill_tag, model.HANDLE: _fill_handle, model.HANDLE_EDGE: _fill_handle_edge,
-}  # fmt: skip
 
 
 __all__ = ["Replica", "ValueSource", "Rows", "FILENAME", "INLINE_MAX"]
