@@ -422,3 +422,23 @@ def test_an_execution_tree_reads_its_packed_jobs_in_bulk(tmp_path):
     # Five bulk steps (the execution, the root job, the jobs, their call nodes, their tasks and
     # argument values), each at most one ranged read per pack; one read per object was 87.
     assert len(objects) <= 5 * len(packs), objects
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])  # redun pickles with protocol 3
+def test_the_hand_decoded_small_pickles_read_as_pickle_reads_them(protocol):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from objstore.query.preview import _NOT_TINY, _tiny_pickle
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.integers(), st.text(), st.booleans(), st.none(), st.floats(allow_nan=False), st.binary()))
+    def check(value):
+        data = pickle.dumps(value, protocol=protocol)
+        got = _tiny_pickle(data)
+        if got is not _NOT_TINY:
+            assert got == value and type(got) is type(value)
+        assert preview_value("t", "application/python-pickle", data) == (
+            repr(value) if len(repr(value)) <= 200 else repr(value)[:197] + "...")
+
+    check()

@@ -129,6 +129,8 @@ class _PreviewUnpickler(pickle.Unpickler):
     stored value never imports or runs code named by it (redun's own log unpickles for real)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # protocols 0-2 spell builtins the Python 2 way
+            module = "builtins"
         if module == "builtins" and name in _SAFE_BUILTINS:
             return getattr(builtins, name)
         return type(name, (_Stub,), {"_qualname": f"{module}.{name}"})
@@ -185,6 +187,35 @@ def error_details(format: str, data: bytes) -> tuple[str, list[str]] | None:
         return None
 
 
+_NOT_TINY = object()
+
+
+def _tiny_pickle(data: bytes) -> Any:
+    """The value of a pickle that is one int, str, bool or None (``PROTO n, <one opcode>, STOP``),
+    decoded by hand: most arguments are, and an Unpickler per value costs more than the rest of a
+    job line. Anything else is _NOT_TINY (the stub unpickler reads it)."""
+    if len(data) < 4 or data[0] != 0x80 or data[-1] != 0x2E:  # PROTO ... STOP
+        return _NOT_TINY
+    op, body = data[2], data[3:-1]
+    if op == 0x4B and len(body) == 1:  # BININT1
+        return body[0]
+    if op == 0x4D and len(body) == 2:  # BININT2
+        return int.from_bytes(body, "little")
+    if op == 0x4A and len(body) == 4:  # BININT
+        return int.from_bytes(body, "little", signed=True)
+    if op == 0x88 and not body:
+        return True
+    if op == 0x89 and not body:
+        return False
+    if op == 0x4E and not body:
+        return None
+    if op == 0x58 and len(body) >= 4 and int.from_bytes(body[:4], "little") == len(body) - 4:  # BINUNICODE
+        return body[4:].decode("utf-8")
+    if op == 0x8C and len(body) >= 1 and body[0] == len(body) - 1:  # SHORT_BINUNICODE
+        return body[1:].decode("utf-8")
+    return _NOT_TINY
+
+
 def trim(text: str, limit: int = PREVIEW_MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -203,6 +234,9 @@ def preview_value(
         return trim(f"Task(fullname={namespace + '.' if namespace else ''}{name}{tail})")
     try:
         if "pickle" in format:
+            tiny = _tiny_pickle(data)
+            if tiny is not _NOT_TINY:
+                return trim(repr(tiny))
             return trim(repr(_PreviewUnpickler(io.BytesIO(data)).load()))
         if format in ("application/json", "json"):
             return trim(repr(json.loads(data)))

@@ -163,6 +163,9 @@ class Reads(Cached):
 
     def call_doc(self, call_hash: str) -> Any:
         """A call node's dict, or MISSING (a damaged one is noted)."""
+        found = self._docs.get(call_hash)
+        if found is not None:
+            return found
         return self.docs([call_hash], model.CALL).get(call_hash, MISSING)
 
     def node(self, job_id: str, meta: dict, root_ended: bool) -> JobNode:

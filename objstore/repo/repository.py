@@ -257,8 +257,11 @@ class Repository:
     def lookup_many(self, table: str, keys: Iterable[str]) -> list[str | Missing]:
         """``lookup`` for many keys in one index read (input order kept)."""
         keys = list(keys)
-        if self.buffer.idle() and all(map(indexable, keys)):
-            return self.index.get_many(table, keys)
+        if self.buffer.idle():
+            try:
+                return self.index.get_many(table, keys)
+            except (ValueError, TypeError):  # a key the index cannot hold: one by one below
+                pass
         out: list[str | Missing] = [MISSING] * len(keys)
         todo = []
         for i, key in enumerate(keys):
