@@ -81,10 +81,11 @@ def test_rows_are_what_sqlalchemy_writes_through_redun_models(backend, tmp_path)
             return data
 
         for table in ROW_TABLES:
-            data = typed(rows.tables[table.name])
+            data = typed(rows.dicts(table.name))
             if table.name == "job":
                 # As redun: a job's row is written at its start, and completed at its end.
-                conn.execute(table.insert().prefix_with("OR IGNORE"), typed(rows.running))
+                if rows.running:
+                    conn.execute(table.insert().prefix_with("OR IGNORE"), typed(rows.dicts("running")))
                 stmt = sqlite_insert(table)
                 conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={
                     c: stmt.excluded[c] for c in ("start_time", "end_time", "cached", "call_hash")}), data)

@@ -9,10 +9,12 @@ replica has not applied yet, in journal order (sqlite hands rows back in inserti
 redun's tests and console rely on it). It is derived and local, like the index: deleting it
 loses nothing, and nothing ever writes to a repository through it.
 
-Filling: a segment's listing says which objects it added; they are read in bulk (packed
-neighbours come from one ranged read), turned into rows by plain functions, and inserted with
-SQLAlchemy Core executemany on redun's tables in one transaction per catch-up (a first build
-drops the secondary indexes and builds them once at the end). Jobs start as a journal note
+Filling: a segment's listing says which objects it added; packed ones are cut from their pack
+(read whole once), the rest read in bulk; objstore.redun.rows turns them into rows, inserted
+with the DBAPI's executemany after SQLAlchemy's own bind processors of redun's column types, in
+one transaction per catch-up. A first build reads only the segments' listings (pack locations,
+running jobs and heartbeats come from the index) and builds the secondary indexes once at the
+end. Jobs start as a journal note
 (running: no end, no call node) and become rows with an end later: an upsert keeps their row.
 Values of up to ``INLINE_MAX`` bytes are copied in; bigger ones are read from the repository
 when redun asks for them (``ValueSource``, redun's value-store interface).
@@ -25,7 +27,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,6 @@ FILENAME = "redun-replica.sqlite"
 SCHEMA = 1  # this module's fill rules; a replica of another is rebuilt
 READ_BATCH = 2048
 SEGMENT_BATCH = 64
-OVERLAP = True  # read the next batch in a thread while this one is inserted
 _META = sa.MetaData()
 META_TABLE = sa.Table("objstore_replica", _META, sa.Column("key", sa.String, primary_key=True),
                       sa.Column("value", sa.String))  # fmt: skip
@@ -115,6 +115,10 @@ class Replica:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=OFF")  # derived: a crash loses nothing
                 cursor.execute("PRAGMA foreign_keys=OFF")
+                # Rows arrive in hash order: a big page cache keeps the primary-key b-trees in
+                # memory while they fill, and index builds sort in memory.
+                cursor.execute("PRAGMA cache_size=-262144")
+                cursor.execute("PRAGMA temp_store=MEMORY")
                 cursor.close()
 
             self._writer = engine
@@ -136,12 +140,15 @@ class Replica:
         """Whether the index has applied segments since the last catch-up (a cheap check)."""
         return self.repo.index.segment_count() != self._seen_count
 
+    _phases: dict[str, float]
+
     def sync(self, *, handles: bool = False) -> int:
         """Apply the segments the replica has not applied yet; how many records. Handle
         validity (a rollback changes a ref, not the journal) is read again when anything was
         applied, or with ``handles``."""
         with self._lock:
             t0 = time.perf_counter()
+            self._phases = {"reading": 0.0, "inserting": 0.0, "indexes": 0.0}
             count = self.repo.index.segment_count()
             engine = self.writer()
             with engine.connect() as conn:
@@ -161,7 +168,7 @@ class Replica:
             if records and self.db.session is not None:
                 self.db.session.expire_all()
             self.last_sync = {"segments": len(new), "records": records, "first": first,
-                              "seconds": time.perf_counter() - t0}  # fmt: skip
+                              "seconds": time.perf_counter() - t0, **self._phases}  # fmt: skip
             return records
 
     def _revalidate_handles(self, conn: sa.Connection) -> None:
@@ -211,28 +218,27 @@ class Replica:
                 "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL")]  # fmt: skip
             for name, _ in indexes:
                 conn.exec_driver_sql(f'DROP INDEX "{name}"')
-        # Reading and decoding (zstd releases the GIL) run in a thread one batch ahead of the
-        # inserts (sqlite steps without the GIL): the two overlap on a second core.
         batches = [names[i : i + SEGMENT_BATCH] for i in range(0, len(names), SEGMENT_BATCH)]
         records = 0
         # A first build reads only what segments list (their entries are mostly the index's own)
-        # and takes pack locations, running jobs and heartbeats from the index instead.
+        # and takes pack locations, running jobs and heartbeats from the index instead. (Reading
+        # in a thread beside the inserts was measured slower: most of both is Python.)
         read = self._rows_first if first else self._rows_of
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objstore-replica") as reader:
-            pending = reader.submit(read, batches[0])
-            for n, batch in enumerate(batches):
-                rows = pending.result()
-                if n + 1 < len(batches):
-                    pending = reader.submit(read, batches[n + 1])
-                    if not OVERLAP:
-                        pending.result()
-                self._insert(conn, rows)
-                conn.execute(SEGMENT_TABLE.insert().prefix_with("OR IGNORE"), [{"name": name} for name in batch])
-                records += rows.records
+        for batch in batches:
+            t1 = time.perf_counter()
+            rows = read(batch)
+            t2 = time.perf_counter()
+            self._phases["reading"] += t2 - t1
+            self._insert(conn, rows)
+            conn.execute(SEGMENT_TABLE.insert().prefix_with("OR IGNORE"), [{"name": name} for name in batch])
+            records += rows.records
+            self._phases["inserting"] += time.perf_counter() - t2
         if first:
             self._insert(conn, self._notes_from_index())
+        t0 = time.perf_counter()
         for _, sql in indexes:
             conn.exec_driver_sql(sql)
+        self._phases["indexes"] = time.perf_counter() - t0
         return records
 
     def _rows_first(self, batch: list[str]) -> Rows:
@@ -241,7 +247,7 @@ class Replica:
         listing: list[tuple[str, str]] = []
         for _, items in self.repo.read_segment_listings(batch):
             listing.extend((oid, kind) for oid, kind in items)
-        ids = [oid for oid, kind in listing if kind in FILLED_KINDS]
+        ids = sorted(oid for oid, kind in listing if kind in FILLED_KINDS)  # in key order: index pages once
         where = {oid: loc for oid, loc in zip(ids, self.repo.lookup_many("packed", ids)) if isinstance(loc, str)}
         self._fill(rows, listing, where)
         return rows
@@ -348,7 +354,7 @@ class Replica:
                 elif data:
                     insert_rows(cursor, table, data, conflict="ignore")
             beats = dict(rows.heartbeats)
-            for execution_id in (r["id"] for r in rows.tables["execution"]):
+            for execution_id in (r[0] for r in rows.tables["execution"]):
                 if execution_id not in beats:  # a heartbeat applied before its execution's row
                     found = self.repo.lookup("exec_updated", execution_id)
                     if isinstance(found, str):

@@ -61,73 +61,96 @@ def when(text: str | None) -> datetime | None:
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# The columns each table's rows give, in order (redun's models name them).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "value": ("value_hash", "type", "format", "value"),
+    "subvalue": ("value_hash", "parent_value_hash"),
+    "file": ("value_hash", "path"),
+    "task": ("hash", "name", "namespace", "source"),
+    "call_node": ("call_hash", "task_name", "task_hash", "args_hash", "value_hash", "timestamp"),
+    "call_edge": ("parent_id", "child_id", "call_order"),
+    "argument": ("arg_hash", "call_hash", "value_hash", "arg_position", "arg_key"),
+    "argument_result": ("arg_hash", "result_call_hash"),
+    "call_subtree_task": ("call_hash", "task_hash"),
+    "job": ("id", "start_time", "end_time", "task_hash", "cached", "call_hash", "parent_id", "execution_id"),
+    "execution": ("id", "args", "job_id", "updated_time"),
+    "tag": ("tag_hash", "entity_type", "entity_id", "key", "value", "is_current"),
+    "tag_edit": ("parent_id", "child_id"),
+    "handle": ("hash", "fullname", "value_hash", "key", "is_valid"),
+    "handle_edge": ("parent_id", "child_id"),
+}
+
+
 class Rows:
-    """Rows per redun table, filled from objects (and journal notes) in the order given."""
+    """Rows per redun table (tuples in COLUMNS order), from objects and journal notes, in the
+    order given. Timestamps stay the records' text until insert_rows stores them."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, list[dict[str, Any]]] = {t.name: [] for t in ROW_TABLES}
-        self.running: list[dict[str, Any]] = []  # job start notes (no end yet)
+        self.tables: dict[str, list[tuple[Any, ...]]] = {t.name: [] for t in ROW_TABLES}
+        self.running: list[tuple[Any, ...]] = []  # job start notes (no end yet), job columns
         self.heartbeats: dict[str, str] = {}  # execution id -> its last heartbeat (record text)
         self.records = 0
 
-    def add(self, table: str, **row: Any) -> None:
-        self.tables[table].append(row)
+    def dicts(self, table: str) -> list[dict[str, Any]]:
+        """A table's rows as column -> value (for comparisons)."""
+        rows = self.running if table == "running" else self.tables[table]
+        columns = COLUMNS["job" if table == "running" else table]
+        return [dict(zip(columns, row)) for row in rows]
 
     # -- per kind ----------------------------------------------------------------------------
 
     def value(self, value_hash: str, payload: bytes) -> None:
         head, data = value_kind.split(payload, value_hash)
-        self.add("value", value_hash=value_hash, type=head["type"], format=head["format"],
-                 value=bytes(data) if len(data) <= INLINE_MAX else b"")  # fmt: skip
+        tables = self.tables
+        tables["value"].append((value_hash, head["type"], head["format"], bytes(data) if len(data) <= INLINE_MAX else b""))
         for child in head.get("subvalues", ()):
-            self.add("subvalue", value_hash=child, parent_value_hash=value_hash)
+            tables["subvalue"].append((child, value_hash))
         subtype = head.get("subtype") or {}
         if subtype.get("_type") == "File":
-            self.add("file", value_hash=value_hash, path=subtype.get("path"))
+            tables["file"].append((value_hash, subtype.get("path")))
         elif subtype.get("_type") == "Task":
-            self.add("task", hash=value_hash, name=subtype.get("name"), namespace=subtype.get("namespace") or "",
-                     source=subtype.get("source") or "")  # fmt: skip
+            tables["task"].append((value_hash, subtype.get("name"), subtype.get("namespace") or "",
+                                   subtype.get("source") or ""))  # fmt: skip
 
     def call(self, call_hash: str, doc: dict[str, Any]) -> None:
-        self.add("call_node", call_hash=call_hash, task_name=doc["task_name"], task_hash=doc["task_hash"],
-                 args_hash=doc["args_hash"], value_hash=doc["value_hash"], timestamp=doc.get("timestamp"))
+        tables = self.tables
+        tables["call_node"].append((call_hash, doc["task_name"], doc["task_hash"], doc["args_hash"],
+                                    doc["value_hash"], doc.get("timestamp")))  # fmt: skip
+        edges = tables["call_edge"]
         for order, child in enumerate(doc.get("children", ())):
-            self.add("call_edge", parent_id=call_hash, child_id=child, call_order=order)
+            edges.append((call_hash, child, order))
         for key, arg in doc.get("args", ()):
             position, keyword = (int(key), None) if key.isdigit() else (None, key)
-            self.add("argument", arg_hash=arg["arg_hash"], call_hash=call_hash, value_hash=arg["value_hash"],
-                     arg_position=position, arg_key=keyword)  # fmt: skip
+            tables["argument"].append((arg["arg_hash"], call_hash, arg["value_hash"], position, keyword))
             for upstream in arg.get("upstream", ()):
-                self.add("argument_result", arg_hash=arg["arg_hash"], result_call_hash=upstream)
+                tables["argument_result"].append((arg["arg_hash"], upstream))
+        subtree = tables["call_subtree_task"]
         for task_hash in doc.get("subtree_tasks", ()):
-            self.add("call_subtree_task", call_hash=call_hash, task_hash=task_hash)
+            subtree.append((call_hash, task_hash))
 
     def job(self, job_id: str, doc: dict[str, Any]) -> None:
-        self.add("job", id=job_id, start_time=doc.get("start_time"), end_time=doc.get("end_time"),
-                 task_hash=doc["task_hash"], cached=bool(doc.get("cached")), call_hash=doc.get("call_hash"),
-                 parent_id=doc.get("parent_id"), execution_id=doc["execution_id"])  # fmt: skip
+        self.tables["job"].append((job_id, doc.get("start_time"), doc.get("end_time"), doc["task_hash"],
+                                   bool(doc.get("cached")), doc.get("call_hash"), doc.get("parent_id"),
+                                   doc["execution_id"]))  # fmt: skip
 
     def job_start(self, job_id: str, note: dict[str, Any]) -> None:
-        self.running.append(dict(id=job_id, start_time=note.get("start_time"), end_time=None,
-                                 task_hash=note.get("task_hash"), cached=False, call_hash=None,
-                                 parent_id=note.get("parent_id"), execution_id=note.get("execution_id")))  # fmt: skip
+        self.running.append((job_id, note.get("start_time"), None, note.get("task_hash"), False, None,
+                             note.get("parent_id"), note.get("execution_id")))  # fmt: skip
 
     def execution(self, execution_id: str, doc: dict[str, Any]) -> None:
-        self.add("execution", id=execution_id, args=doc.get("args") or "[]", job_id=doc.get("job_id"),
-                 updated_time=None)  # fmt: skip
+        self.tables["execution"].append((execution_id, doc.get("args") or "[]", doc.get("job_id"), None))
 
     def tag(self, tag_hash: str, doc: dict[str, Any]) -> None:
-        self.add("tag", tag_hash=tag_hash, entity_type=TagEntity(doc["entity_type"]), entity_id=doc["entity_id"] or "",
-                 key=doc["key"], value=doc["value"], is_current=True)  # fmt: skip
+        self.tables["tag"].append((tag_hash, TagEntity(doc["entity_type"]), doc["entity_id"] or "", doc["key"],
+                                   doc["value"], True))  # fmt: skip
         for parent in doc.get("parents", ()):
-            self.add("tag_edit", parent_id=parent, child_id=tag_hash)
+            self.tables["tag_edit"].append((parent, tag_hash))
 
     def handle(self, doc: dict[str, Any], valid: bool) -> None:
-        self.add("handle", hash=doc["hash"], fullname=doc["fullname"], value_hash=doc["value_hash"],
-                 key=doc.get("key") or "", is_valid=valid)  # fmt: skip
+        self.tables["handle"].append((doc["hash"], doc["fullname"], doc["value_hash"], doc.get("key") or "", valid))
 
     def handle_edge(self, doc: dict[str, Any]) -> None:
-        self.add("handle_edge", parent_id=doc["parent"], child_id=doc["child"])
+        self.tables["handle_edge"].append((doc["parent"], doc["child"]))
 
     def fill(self, kind: str, object_id: str, payload: bytes, handle_valid: Callable[[str, str], bool]) -> None:
         """The rows of one object (``handle_valid(hash, fullname)``: a handle's state now)."""
@@ -138,8 +161,16 @@ class Rows:
             self.handle(doc, handle_valid(doc["hash"], doc["fullname"]))
         else:
             doc = model.decode(kind, payload, object_id)
-            {model.CALL: self.call, model.JOB: self.job, model.EXECUTION: self.execution,
-             model.TAG: self.tag}.get(kind, lambda _i, d: self.handle_edge(d))(object_id, doc)  # fmt: skip
+            if kind == model.CALL:
+                self.call(object_id, doc)
+            elif kind == model.JOB:
+                self.job(object_id, doc)
+            elif kind == model.EXECUTION:
+                self.execution(object_id, doc)
+            elif kind == model.TAG:
+                self.tag(object_id, doc)
+            else:
+                self.handle_edge(doc)
 
     def note(self, entry: Any) -> None:
         """A journal-only entry a segment carries: a job's start, an execution's heartbeat."""
@@ -188,9 +219,11 @@ def _converters(table: sa.Table, names: list[str]) -> list[tuple[int, Any]]:
     return out
 
 
-def insert_rows(cursor: Any, table: sa.Table, rows: list[dict[str, Any]], *, conflict: str,
-                 keys: tuple[str, ...] = (), update: tuple[str, ...] = ()) -> None:  # fmt: skip
-    names = list(rows[0])
+def insert_rows(cursor: Any, table: sa.Table, rows: list[tuple[Any, ...]], *, conflict: str,
+                keys: tuple[str, ...] = (), update: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """One executemany of ``rows`` (COLUMNS order) into ``table``: ``conflict`` "ignore" keeps a
+    row already there, "update" sets ``update`` columns of the row with the same ``keys``."""
+    names = list(COLUMNS[table.name])
     converters = _converters(table, names)
     quoted = ", ".join(f'"{n}"' for n in names)
     marks = ", ".join("?" * len(names))
@@ -199,11 +232,14 @@ def insert_rows(cursor: Any, table: sa.Table, rows: list[dict[str, Any]], *, con
         sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {sets}'
     else:
         sql = f'INSERT OR IGNORE INTO "{table.name}" ({quoted}) VALUES ({marks})'
+    if not converters:
+        cursor.executemany(sql, rows)
+        return
     stamps = [i for i, convert in converters if convert is sqlite_stamp]
     others = [(i, convert) for i, convert in converters if convert is not sqlite_stamp]
     values = []
     for row in rows:
-        item = list(row.values())
+        item = list(row)
         for i in stamps:  # sqlite_stamp's common case inline: a million calls cost a second
             v = item[i]
             item[i] = v[:-6] if v and v[-6:] == "+00:00" and "." in v else sqlite_stamp(v)
@@ -213,5 +249,4 @@ def insert_rows(cursor: Any, table: sa.Table, rows: list[dict[str, Any]], *, con
     cursor.executemany(sql, values)
 
 
-
-__all__ = ["Rows", "ROW_TABLES", "FILLED_KINDS", "INLINE_MAX", "when", "sqlite_stamp", "insert_rows"]
+__all__ = ["Rows", "COLUMNS", "ROW_TABLES", "FILLED_KINDS", "INLINE_MAX", "when", "sqlite_stamp", "insert_rows"]
