@@ -29,6 +29,7 @@ from objstore.backend import MISSING
 from objstore.query.reads import Reads
 
 MAX_STEPS = 50
+_DERIVES = "derives"  # a queue entry: a value built from several calls' results
 
 
 def task_arg_names(source: str | None) -> list[str]:
@@ -92,6 +93,9 @@ def upstream_lines(q: Reads, value_hash: str, *, name: str = "value", call_hash:
     while todo and steps < MAX_STEPS:
         var, value, producer, callee = todo.pop(0)
         steps += 1
+        if producer is _DERIVES:
+            todo[0:0] = _derives_from(q, var, (callee or "").split(","), names, lines)
+            continue
         if producer is not None:
             call = q.call_doc(producer)
             if call is MISSING:
@@ -104,26 +108,39 @@ def upstream_lines(q: Reads, value_hash: str, *, name: str = "value", call_hash:
             for v, arg in args:
                 lines.append(f"  {v.ljust(width)} = <{arg['value_hash'][:8]}> {_preview(q, arg['value_hash'])}")
             lines.append("")
+            found = []
             for v, arg in args:
                 upstream = list(arg.get("upstream", []))
-                todo.append((v, arg["value_hash"], upstream[0] if upstream else None, None if upstream else producer))
+                if not upstream:
+                    found.append((v, arg["value_hash"], None, producer))
+                elif len(upstream) == 1 and _result_of(q, upstream[0]) == arg["value_hash"]:
+                    found.append((v, arg["value_hash"], upstream[0], None))
+                else:
+                    found.append((v, arg["value_hash"], _DERIVES, ",".join(upstream)))
+            todo[0:0] = found  # depth first, as redun walks it: a call's inputs before its siblings
             continue
         caller = _caller_holding(q, callee, value) if callee else None
         if caller is None:
             if callee is None:
                 lines += [f"{var} <-- origin", ""]  # the value itself came from outside
             continue  # a constant written in the caller's body: nothing upstream
-        parent_hash, parent, args, arg = caller
-        short = q.task_name(parent.get("task_hash"), parent.get("task_name")).rsplit(".", 1)[-1]
-        lines.append(f"{var} <-- argument of <{parent_hash[:8]}> {short}({', '.join(n for n, _ in args)})")
-        upstream = list(arg.get("upstream", []))
-        if upstream:
-            lines.append("")
-            todo.insert(0, (var, value, upstream[0], None))
-        elif q.call_parents(parent_hash):
-            todo.insert(0, (var, value, None, parent_hash))
-        else:
-            lines += [" " * (len(var) + 1) + "<-- origin", ""]
+        # Handed down through callers' arguments: one line per hop, redun's continuation style.
+        lead = f"{var} "
+        while caller is not None and steps < MAX_STEPS:
+            steps += 1
+            parent_hash, parent, args, arg = caller
+            short = q.task_name(parent.get("task_hash"), parent.get("task_name")).rsplit(".", 1)[-1]
+            lines.append(f"{lead}<-- argument of <{parent_hash[:8]}> {short}({', '.join(n for n, _ in args)})")
+            lead = " " * (len(var) + 1)
+            upstream = list(arg.get("upstream", []))
+            if upstream:
+                lines.append("")
+                todo.insert(0, (var, arg["value_hash"], upstream[0], None))
+                break
+            # Follow the value itself on up (a container argument holds it as a subvalue too).
+            caller = _caller_holding(q, parent_hash, value) if q.call_parents(parent_hash) else None
+            if caller is None:
+                lines += [f"{lead}<-- origin", ""]
     if todo:
         lines.append(f"... (dataflow cut after {MAX_STEPS} steps)")
     while lines and not lines[-1]:
@@ -131,15 +148,44 @@ def upstream_lines(q: Reads, value_hash: str, *, name: str = "value", call_hash:
     return lines
 
 
+def _result_of(q: Reads, call_hash: str) -> str | None:
+    call = q.call_doc(call_hash)
+    return None if call is MISSING else call["value_hash"]
+
+
+def _derives_from(q: Reads, var: str, upstream: list[str], names: _Names, lines: list[str]) -> list[tuple]:
+    """redun's data section: a value built from several calls' results (a list of them, say).
+
+        o_files <-- derives from
+          compile_result   = <9b57fe6c> File(path=lib.o, hash=9b57fe6c)
+          compile_result_2 = <688df74d> File(path=prog.o, hash=688df74d)
+    """
+    parts = []
+    for call_hash in upstream:
+        call = q.call_doc(call_hash)
+        if call is MISSING:
+            continue
+        short = q.task_name(call.get("task_hash"), call.get("task_name")).rsplit(".", 1)[-1]
+        parts.append((names.new(f"{short}_result"), call["value_hash"], call_hash))
+    lines.append(f"{var} <-- derives from")
+    width = max((len(n) for n, _, _ in parts), default=0)
+    for name, value_hash, _ in parts:
+        lines.append(f"  {name.ljust(width)} = <{value_hash[:8]}> {_preview(q, value_hash)}")
+    lines.append("")
+    return [(name, value_hash, call_hash, None) for name, value_hash, call_hash in parts]
+
+
 def _caller_holding(q: Reads, callee: str, value: str) -> tuple[str, dict, list[tuple[str, dict]], dict] | None:
-    """The calling call node whose argument holds ``value`` (it was handed down from there)."""
+    """The calling call node whose argument holds ``value``, itself or inside a container value
+    (it was handed down from there)."""
+    holders = {value, *q.value_parents(value)}
     for parent_hash in q.call_parents(callee):
         parent = q.call_doc(parent_hash)
         if parent is MISSING:
             continue
         args = _call_args(q, parent)
         for _, arg in args:
-            if arg["value_hash"] == value:
+            if arg["value_hash"] in holders:
                 return parent_hash, parent, args, arg
     return None
 
