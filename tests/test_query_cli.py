@@ -282,3 +282,37 @@ def test_limit_everywhere(small):
     assert "... 1 more jobs (--limit 2)" in small.objstore("log", "-", "--limit", "2").stdout
     assert len(small.objstore("log", "--job", "--limit", "1").stdout.splitlines()) == 1
     assert len(json.loads(small.objstore("log", "--all", "--limit", "1", "--json").stdout)) == 5  # one per type
+
+
+def test_output_is_paged_on_a_terminal_only(small, tmp_path):
+    import pty
+
+    pager = tmp_path / "pager.py"
+    pager.write_text("import sys\nsys.stdout.write('PAGED:' + sys.stdin.read())\n")
+    env = {**small.env, "PAGER": f"{sys.executable} {pager}"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "objstore.cli", "log"], stdout=slave, stderr=subprocess.PIPE,
+                            env=env, cwd=small.path)  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    shown = b"".join(chunks).decode()
+    assert proc.returncode == 0 and shown.startswith("PAGED:Recent executions:"), shown
+    assert "PAGED:" not in recorded.Dir(small.path, env).objstore("log").stdout  # a pipe: no pager
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "objstore.cli", "log", "--no-pager"], stdout=slave, env=env,
+                            cwd=small.path)  # fmt: skip
+    os.close(slave)
+    data = os.read(master, 65536)
+    proc.wait(timeout=60)
+    os.close(master)
+    assert b"PAGED:" not in data and b"Recent executions:" in data
