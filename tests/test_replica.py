@@ -193,3 +193,21 @@ def test_another_repository_rebuilds_the_replica(tmp_path):
         r.close()
         assert len(dump(path, ["job"])["job"]) == n + 1  # only this repository's jobs
         b.close()
+
+
+@task()
+def big(n: int) -> bytes:
+    return b"x" * n
+
+
+def test_a_large_value_is_read_from_the_repository_when_redun_asks(backend):
+    from redun.backends.db import Value
+
+    from objstore.redun.rows import INLINE_MAX
+
+    scheduler(backend).run(big(INLINE_MAX + 10))
+    session = backend.session
+    row = [v for v in session.query(Value).all() if v.type == "builtins.bytes"][0]
+    assert row.value == b""  # not copied into the replica
+    assert session.backend._get_value_size(row) > INLINE_MAX
+    assert session.backend._get_value(row)[0] == b"x" * (INLINE_MAX + 10)

@@ -108,7 +108,7 @@ def upstream_lines(q: Reads, value_hash: str, *, name: str = "value", call_hash:
             for v, arg in args:
                 lines.append(f"  {v.ljust(width)} = <{arg['value_hash'][:8]}> {_preview(q, arg['value_hash'])}")
             lines.append("")
-            found = []
+            found: list[tuple[str, str, str | None, str | None]] = []
             for v, arg in args:
                 upstream = list(arg.get("upstream", []))
                 if not upstream:

@@ -70,8 +70,22 @@ class ValueSource:
         return (b"", False) if isinstance(stored, Missing) else (stored.data, True)
 
     def size(self, value_hash: str) -> int:
-        stored = self.prov.values.get_value(value_hash)
-        return 0 if isinstance(stored, Missing) else len(stored.data)
+        """The value's size without reading it all (redun asks before deciding to preview)."""
+        try:
+            _, length, chunks = self.prov.repo.open_stream(value_hash)
+        except (KeyError, CorruptObject):
+            return 0
+        head = b""
+        try:
+            for chunk in chunks:
+                head += chunk
+                if b"\0" in head:
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        return length - head.index(b"\0") - 1 if b"\0" in head else 0
 
     def has(self, value_hash: str) -> bool:
         return self.prov.values.has_value(value_hash)
