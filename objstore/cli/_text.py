@@ -20,10 +20,22 @@ RULE = "-" * 80
 TABLE_STATUSES = ("PENDING", "RUNNING", "FAILED", "CACHED", "DONE")
 
 
+_SHOWN: dict[str, str] = {}  # a timestamp's first 19 characters + offset -> local time shown
+
+
 def format_time(text: str | None) -> str:
-    """redun's format_timestamp: local time, to the second."""
-    when = parse_timestamp(text)
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "?"
+    """redun's format_timestamp: local time, to the second. Jobs of one second share the
+    conversion (a job tree prints ten thousand)."""
+    if not text:
+        return "?"
+    key = text[:19] + text[-6:]
+    shown = _SHOWN.get(key)
+    if shown is None:
+        when = parse_timestamp(text)
+        shown = when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "?"
+        if len(_SHOWN) < 100_000:
+            _SHOWN[key] = shown
+    return shown
 
 
 def format_duration(seconds: float | None) -> str:

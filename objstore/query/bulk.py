@@ -38,6 +38,7 @@ class Cached:
         self.resolver = Resolver(prov)
         self.problems: list[str] = []  # objects found damaged while reading (each named once)
         self._docs: dict[str, Any] = {}  # decoded metadata by object id
+        self._headers: dict[bytes, dict[str, Any]] = {}  # value header bytes -> decoded (shared)
         self._raw: dict[str, bytes] = {}  # payloads of small values read in bulk
         self._tags: dict[str, list[tuple[str, Any]]] = {}
         self._untagged: set[str] = set()
@@ -80,12 +81,26 @@ class Cached:
                         self.damaged(object_id, WHAT.get(kind, kind))
                     continue
                 try:
-                    self._docs[object_id] = model.decode(kind, item[1], object_id)
+                    if kind == model.VALUE:
+                        self._docs[object_id] = self._value_header(item[1], object_id)
+                        self._raw[object_id] = item[1]
+                    else:
+                        self._docs[object_id] = model.decode(kind, item[1], object_id)
                 except CorruptObject as exc:
                     self.damaged(object_id, WHAT.get(kind, kind), exc)
-                if kind == model.VALUE:
-                    self._raw[object_id] = item[1]
         return {i: self._docs[i] for i in ids if i in self._docs}
+
+    def _value_header(self, payload: bytes, object_id: str) -> dict[str, Any]:
+        """A value's header, decoded once per distinct header: most values share theirs (an int's
+        is an int's), so ten thousand arguments cost a few JSON decodes. Headers are not changed."""
+        cut = payload.find(b"\0")
+        key = payload[:cut] if cut >= 0 else payload
+        head = self._headers.get(key)
+        if head is None:
+            head = model.decode(model.VALUE, payload, object_id)
+            if len(self._headers) < 10_000:
+                self._headers[key] = head
+        return head
 
     def _read_many(self, ids: list[str], kind: str, *, listed: bool = True) -> list[Any]:
         """(kind, payload) | MISSING per id. Packed objects are cut from ranged reads of their

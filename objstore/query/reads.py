@@ -183,9 +183,21 @@ class Reads(Cached):
             call_hash=meta.get("call_hash"),
             parent_id=meta.get("parent_id"),
             execution_id=meta.get("execution_id"),
-            args=format_args(self.arg_infos(call)) if call is not MISSING else "",
+            args=self.args_text(call) if call is not MISSING else "",
             tags=self.tags_of(job_id),
         )
+
+    def args_text(self, call: dict) -> str:
+        """A call's arguments as a job line shows them (format_args), without the ArgInfo
+        objects a detail needs: a job tree prints ten thousand of these."""
+        pairs = call.get("args", [])
+        if all(key == str(i) for i, (key, _) in enumerate(pairs)):  # positional, in order: the usual
+            parts = []
+            for _, arg in pairs:
+                info = self.value_info(arg["value_hash"])
+                parts.append(trim(info.preview) if info else f"<missing {arg['value_hash'][:8]}>")
+            return ", ".join(parts)
+        return format_args(self.arg_infos(call))
 
     def job_node(self, job_id: str) -> JobNode | None:
         meta = self.job_meta(job_id)
