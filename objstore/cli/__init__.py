@@ -188,6 +188,21 @@ class Context:
 
 
 @contextlib.contextmanager
+def no_gc():
+    """For a command that reads a lot and prints it: everything it builds lives until it ends,
+    so the cyclic collector's passes over ~10^5 live objects only cost (a fifth of a job tree)."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@contextlib.contextmanager
 def bad_url_is_usage(url: str):
     """fs.open_url's ValueError (unknown scheme, no bucket) is the user's typo, not a crash."""
     try:
@@ -319,6 +334,6 @@ def main(
 
 
 __all__ = [
-    "main", "Context", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo",
+    "main", "Context", "UsageError", "bad_url_is_usage", "no_gc", "build_parser", "command_modules", "discover_repo",
     "discover", "redun_settings", "version_text",
 ]

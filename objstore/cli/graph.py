@@ -60,7 +60,9 @@ def cmd_graph(args, ctx) -> int:
         if dot_binary is None:
             raise ObjstoreError(f"--format {args.format} needs Graphviz's `dot`, which is not installed: {INSTALL}; "
                                 "or use --format dot | mermaid")  # fmt: skip
-    with ctx.open_repo() as repo:
+    from objstore.cli import no_gc
+
+    with no_gc(), ctx.open_repo() as repo:
         q = open_query(Provenance(repo))
         kind, record_id = q.resolve_any(args.target)
         pic = picture(q, kind, record_id, max_calls=args.max_calls or MAX_CALLS)

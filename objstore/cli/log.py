@@ -160,11 +160,12 @@ def _looks_like_path(text: str) -> bool:
 
 def cmd_log(args, ctx) -> int:
     from objstore.backend import Provenance
+    from objstore.cli import no_gc
     from objstore.cli._text import Printer
     from objstore.query import open_query, to_jsonable
 
     as_json = args.json or args.format == "json"
-    with ctx.open_repo() as repo:
+    with no_gc(), ctx.open_repo() as repo:
         q = open_query(Provenance(repo), stale_after=args.stale_after)
         with paged(ctx, enabled=not (as_json or args.no_pager)) as stream:
             out = Printer(stream, full_ids=args.full_ids, tree_limit=args.limit or None if args.target else None)
