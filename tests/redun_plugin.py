@@ -131,15 +131,19 @@ def make_objstore_backend(backend_config: Any):
     if path is None:
         root = f"/redun-suite-{uuid.uuid4().hex}"
         _scratch.memory_roots.append(root)
-        backend = ObjstoreBackend(url=f"memory://{root}",
+        backend = ObjstoreBackend(url=f"memory://{root}", config=backend_config,
                                   index_dir=_scratch.tmpdir("redun-suite-index-"))
         # get_backend_from_config loads its in-memory db itself; fixtures rely on that.
         backend.load()
         return backend
     # A config naming a sqlite file: a repository beside it, shared by every Scheduler built on
     # the same config (tests rely on a second Scheduler seeing the first one's cache).
-    # create=True: redun creates a sqlite file on first use, and its tests expect that.
-    return ObjstoreBackend(url=path + ".objstore", index_dir=path + ".objstore-index", create=True)
+    # create=True: redun creates a sqlite file on first use, and its tests expect that. The config
+    # goes along (as setup_scheduler passes it): backend.db_uri is then the db_uri
+    # redun compares to refuse pushing a repository into itself.
+    return ObjstoreBackend(
+        url=path + ".objstore", config=backend_config, index_dir=path + ".objstore-index", create=True
+    )
 
 
 def make_wrapped_sqlite_backend(backend_config: Any):

@@ -233,7 +233,9 @@ def test_local_repository_upgrades_on_open(tmp_path, env):
 
 def test_in_process_main_and_command_discovery(tmp_path, env):
     modules = command_modules()
-    assert modules[:3] == ["objstore.cli.repository", "objstore.cli.log", "objstore.cli.objects"]
+    assert modules[:6] == ["objstore.cli.repository", "objstore.cli.log", "objstore.cli.tag", "objstore.cli.graph",
+                           "objstore.cli.repl", "objstore.cli.objects"]
+    assert "objstore.cli._text" not in modules and "objstore.cli.completion" in modules
     assert len(modules) == len(set(modules))
     out, err = io.StringIO(), io.StringIO()
     environ = dict(env, OBJSTORE_REPO=str(tmp_path / "r"))

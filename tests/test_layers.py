@@ -51,8 +51,11 @@ IO_MODULES = {
 REFS_FIRST_LAYER = "repo"  # the top-level refs package may be imported from here on down
 REDUN_LAYERS = {"redun"}  # the only objstore code that may import the redun package
 ENV_LAYERS = {"cli"}  # the only objstore code that may read or change os.environ, besides:
-# the XDG cache-home rule, which every process (CLI, library, redun adapter) must apply alike.
-ENV_MODULES = {"objstore.repo.index_dir"}
+# the XDG cache-home rule, which every process (CLI, library, redun adapter) must apply alike;
+# and the redun adapter's settings: redun, not objstore's CLI, starts those processes (`redun run`,
+# redun's CLI, its SQLAlchemy dialect), so $OBJSTORE_STORAGE_OPTIONS / $OBJSTORE_INDEX_DIR reach
+# them only there (the same variables the CLI reads).
+ENV_MODULES = {"objstore.repo.index_dir", "objstore.redun.config"}
 ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,12 +4,16 @@ Commands live in modules of this package; each exposes ``register(subparsers)`` 
 ``func=handler`` on its parsers, where ``handler(args, ctx: Context) -> int | None``. A new
 module here is picked up without editing this file (modules starting with ``_`` are skipped).
 
-Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the nearest
-``.objstore/`` (holding objstore.json) in the working directory or a parent.
-Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else the rule every entry
-point shares (objstore.repo.default_index_dir: under ``$XDG_CACHE_HOME/objstore``, default
+Where the repository is: ``--repo URL``, else ``$OBJSTORE_REPO``, else the nearest ``.objstore/``
+(holding objstore.json) or ``.redun/redun.ini`` naming a repository (``[backend] objstore_url`` or
+an ``objstore+`` db_uri, as `objstore init --redun` writes) in the working directory or a parent
+(``$REDUN_CONFIG`` first, as redun looks there first).
+Where its index is: ``--index-dir``, else ``$OBJSTORE_INDEX_DIR``, else redun.ini's
+``objstore_index_dir`` when the repository was found there, else the rule every entry point
+shares (objstore.repo.default_index_dir: under ``$XDG_CACHE_HOME/objstore``, default
 ``~/.cache/objstore``, keyed by the repository URL).
 ``$OBJSTORE_STORAGE_OPTIONS`` may hold a JSON object of fsspec options (endpoints, credentials);
+else redun.ini's ``objstore_storage_options``, the same setting the redun backend reads;
 ``$OBJSTORE_VALUE_STORE_OPTIONS`` the same for the repository's value store.
 """
 
@@ -49,7 +53,7 @@ class Location:
 
 
 # Modules listed here come first in `objstore --help`, in this order; the rest follow by name.
-FIRST = ("repository", "log", "objects", "maint", "db")
+FIRST = ("repository", "log", "tag", "graph", "repl", "objects", "maint", "db")
 
 
 def command_modules() -> list[str]:
@@ -63,11 +67,52 @@ def command_modules() -> list[str]:
 
 def discover_repo(start: Path) -> Path | None:
     """The nearest ``.objstore`` directory holding objstore.json at or above ``start``."""
+    found = discover(start)
+    return Path(found[0]) if found and found[1] is None else None
+
+
+def redun_settings(config_dir: Path) -> dict[str, str] | None:
+    """The [backend] settings of ``config_dir/redun.ini`` if they name an objstore repository
+    (objstore_url, or an objstore+ db_uri), with the URL under ``objstore_url``."""
+    import configparser
+
+    ini = config_dir / "redun.ini"
+    if not ini.is_file():
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # redun's keys are case-sensitive
+    try:
+        parser.read(ini)
+    except configparser.Error as exc:
+        raise UsageError(f"{ini}: {exc}") from None
+    backend = dict(parser["backend"]) if parser.has_section("backend") else {}
+    if not backend.get("objstore_url") and str(backend.get("db_uri", "")).startswith("objstore+"):
+        from objstore.redun.config import from_uri
+
+        backend["objstore_url"] = from_uri(backend["db_uri"])
+    if not backend.get("objstore_url"):
+        return None
+    url = backend["objstore_url"]
+    if "://" not in url and not os.path.isabs(url):
+        backend["objstore_url"] = str((config_dir / url).resolve())  # relative to the config dir
+    return backend
+
+
+def discover(start: Path, redun_config: str | None = None) -> tuple[str, dict[str, str] | None] | None:
+    """(repository URL, redun.ini [backend] settings or None) from ``$REDUN_CONFIG``, else the
+    nearest ``.objstore/`` or ``.redun/redun.ini`` naming one, at or above ``start``."""
+    if redun_config:
+        settings = redun_settings(Path(redun_config))
+        if settings:
+            return settings["objstore_url"], settings
     start = start.absolute()
     for directory in (start, *start.parents):
         candidate = directory / REPO_DIR
         if (candidate / FORMAT_FILE).is_file():
-            return candidate
+            return str(candidate), None
+        settings = redun_settings(directory / ".redun")
+        if settings:
+            return settings["objstore_url"], settings
     return None
 
 
@@ -87,6 +132,15 @@ class Context:
         self.cwd = cwd
         self.stdout = stdout
         self.stderr = stderr
+        self.redun: dict[str, str] | None = None  # redun.ini [backend], when it named the repository
+        self.warnings: Any = None  # objstore.cli._warnings.Warnings of this command
+
+    def warn(self, text: str) -> None:
+        """A warning printed once after the command's output (``objstore: warning: …``)."""
+        if self.warnings is not None:
+            self.warnings.noted.append(text)
+        else:
+            self.stderr.write(f"{PROG}: warning: {text}\n")
 
     def repo_url(self) -> str:
         return self.locate().url
@@ -97,13 +151,14 @@ class Context:
         url = self.environ.get("OBJSTORE_REPO")
         if url:
             return url
-        found = discover_repo(self.cwd)
+        found = discover(self.cwd, self.environ.get("REDUN_CONFIG"))
         if found is None:
             raise RepositoryNotFound(
-                f"not in an objstore repository (no {REPO_DIR}/{FORMAT_FILE} in {self.cwd} or any "
-                "parent); use --repo URL or set OBJSTORE_REPO"
+                f"not in an objstore repository (no {REPO_DIR}/{FORMAT_FILE}, nor a .redun/redun.ini "
+                f"naming one, in {self.cwd} or any parent); use --repo URL or set OBJSTORE_REPO"
             )
-        return str(found)
+        url, self.redun = found
+        return url
 
     def locate(self, given: str | None = None) -> Location:
         """Where a repository is: ``given`` (a URL, a path, or the name of a remote of the
@@ -155,20 +210,27 @@ class Context:
         from objstore.repo import default_index_dir
 
         given = getattr(self.args, "index_dir", None) or self.environ.get("OBJSTORE_INDEX_DIR")
+        if not given and self.redun:
+            from objstore.redun.config import index_dir
+
+            given = index_dir(self.redun, {})
         if given:
             return Path(given)
         return default_index_dir(url, self.cache_home())
 
     def storage_options(self) -> dict[str, Any] | None:
         raw = self.environ.get("OBJSTORE_STORAGE_OPTIONS")
+        where = "OBJSTORE_STORAGE_OPTIONS"
+        if not raw and self.redun and self.redun.get("objstore_storage_options"):
+            raw, where = self.redun["objstore_storage_options"], "redun.ini objstore_storage_options"
         if not raw:
             return None
         try:
             options = json.loads(raw)
         except ValueError as exc:
-            raise UsageError(f"OBJSTORE_STORAGE_OPTIONS is not valid JSON: {exc}") from None
+            raise UsageError(f"{where} is not valid JSON: {exc}") from None
         if not isinstance(options, dict):
-            raise UsageError("OBJSTORE_STORAGE_OPTIONS must be a JSON object")
+            raise UsageError(f"{where} must be a JSON object")
         return options
 
     def value_store_options(self) -> dict[str, Any] | None:
@@ -203,6 +265,21 @@ class Context:
 
 
 @contextlib.contextmanager
+def no_gc():
+    """For a command that reads a lot and prints it: everything it builds lives until it ends,
+    so the cyclic collector's passes over ~10^5 live objects only cost (a fifth of a job tree)."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@contextlib.contextmanager
 def bad_url_is_usage(url: str):
     """fs.open_url's ValueError (unknown scheme, no bucket) is the user's typo, not a crash."""
     try:
@@ -223,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A content-addressed provenance and cache store for workflow schedulers.",
     )
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     parser.add_argument("--repo", metavar="URL", help="repository URL, path, or the name of a remote "
                         f"(default: $OBJSTORE_REPO, else the nearest {REPO_DIR}/ here or above)")
     parser.add_argument("--index-dir", metavar="DIR", help="local index directory (default: "
@@ -234,6 +312,32 @@ def build_parser() -> argparse.ArgumentParser:
         if callable(register):
             register(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """--version, worked out only when asked for (importlib.metadata costs a tenth of a second)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser._print_message(version_text() + "\n", sys.stdout)  # as argparse's own version action
+        parser.exit()
+
+
+def version_text() -> str:
+    """``objstore X (repository format M.N[, redun R])``."""
+    from importlib import metadata
+
+    from objstore.format import FORMAT_VERSION
+
+    try:
+        mine = metadata.version("objstore")
+    except metadata.PackageNotFoundError:
+        mine = "(not installed)"
+    text = f"{PROG} {mine} (repository format {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    try:
+        text += f", redun {metadata.version('redun')}"
+    except metadata.PackageNotFoundError:
+        pass
+    return text + ")"
 
 
 def _handled_errors() -> tuple[type[BaseException], ...]:
@@ -263,6 +367,10 @@ def main(
         return int(exc.code or 0)
     ctx = Context(args, os.environ if environ is None else environ, Path.cwd(), stdout, stderr)
     handled = _handled_errors()
+    from objstore.cli import _warnings
+
+    warnings = _warnings.install()
+    ctx.warnings = warnings[0]
     try:
         return int(args.func(args, ctx) or 0)
     except UsageError as exc:
@@ -283,6 +391,12 @@ def main(
         except (OSError, ValueError, AttributeError):
             pass
         return 141
+    finally:
+        _warnings.remove(*warnings)
+        warnings[0].write(stderr)
 
 
-__all__ = ["main", "Context", "Location", "UsageError", "bad_url_is_usage", "build_parser", "command_modules", "discover_repo"]
+__all__ = [
+    "main", "Context", "Location", "UsageError", "bad_url_is_usage", "no_gc", "build_parser", "command_modules", "discover_repo",
+    "discover", "redun_settings", "version_text",
+]

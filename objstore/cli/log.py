@@ -1,48 +1,77 @@
-"""`objstore log`: recent executions, an execution's job tree, and job / call / value details.
+"""`objstore log`: every form of `redun log`, on an objstore repository.
 
-Text output follows redun's `redun log` (`Exec <id> [ DONE ] <time>:  <args>`, `Job <id> [ CACHED ]
-...`); `--json` prints the same results as one JSON document.
+    objstore log                          recent executions, newest first
+    objstore log ID | - | ~N               one record in detail: an execution's job tree, a job,
+                                          a call node, a task (with its source) or a value
+    objstore log PATH                     which call nodes produced and consumed a File there
+    objstore log --job | --task | ...     list records of those types, with redun's filters
+
+Text output follows redun's; ``--json`` prints the same results as one JSON document. On a
+terminal the output goes through a pager (``$PAGER``, else ``less -FRSX``) unless --no-pager.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
-from collections.abc import Callable
-from datetime import timedelta
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 DEFAULT_LIMIT = 20
-STATUS_WIDTH = 6  # redun's; widened when an UNFINISHED job is on show
-RULE = "-" * 80
+TYPE_FLAGS = {"exec": "Execution", "job": "Job", "call_node": "CallNode", "task": "Task", "value": "Value"}
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "log",
-        help="show executions, an execution's job tree, or a job / call node / value",
-        description="Without arguments: recent executions, newest first. With an execution id "
-        "(or a unique prefix of one): that execution's job tree.",
+        help="show executions, a job tree, a job / call node / task / value, or a file's history",
+        description="Without arguments: recent executions, newest first. With an id (a unique "
+        "prefix of one, or - for the newest execution, ~N for the Nth newest): that record in "
+        "detail. With a path: the call nodes that produced and consumed a File recorded there. "
+        "With type flags (--job, --task, ...): a list of those records, filtered as redun's log.",
     )
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("exec_id", nargs="?", metavar="ID",
-                      help="execution id or unique prefix (else a job, call node or value id or prefix)")
-    what.add_argument("--job", metavar="ID", help="show one job (id or unique prefix)")
-    what.add_argument("--call-node", metavar="HASH", help="show one call node (hash or unique prefix)")
-    what.add_argument("--value", metavar="HASH", help="show one value (hash or unique prefix)")
-    p.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
-                   help=f"how many executions to list (default {DEFAULT_LIMIT}), or how many jobs of "
-                   "an execution's tree to show (default all); 0 = all")
-    p.add_argument("--stale-after", type=_seconds, metavar="SECONDS",
-                   help="show a job that started but has not ended, with no sign of life for this "
-                   "long, as UNFINISHED instead of RUNNING")
-    p.add_argument("--full-ids", action="store_true", help="print whole ids, not 8-character prefixes")
-    p.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
+    p.add_argument("target", nargs="?", metavar="ID|PATH",
+                   help="an execution, job, call node, task or value id (or unique prefix), - or ~N, "
+                        "or a file path")
+    types = p.add_argument_group("record types (lists; with an ID, the kinds it may name)")
+    types.add_argument("--all", action="store_true", help="every record type")
+    types.add_argument("--exec", action="store_true", help="executions")
+    for flag, what in (("job", "jobs"), ("call-node", "call nodes"), ("task", "tasks"), ("value", "values")):
+        types.add_argument(f"--{flag}", nargs="?", const=True, default=None, metavar="ID",
+                           help=f"{what} (with ID: show that one)")
+    types.add_argument("--file", action="store_true", help="files (File values, one line per path)")
+    filters = p.add_argument_group("filters (redun's)")
+    filters.add_argument("--exec-id", metavar="IDS", help="only records of these executions (comma separated)")
+    filters.add_argument("--exec-status", metavar="S,..", help="executions with this status (DONE,FAILED,RUNNING,UNFINISHED)")
+    filters.add_argument("--job-status", metavar="S,..", help="jobs with this status (DONE,CACHED,FAILED,RUNNING,UNFINISHED)")
+    filters.add_argument("--task-name", action="append", default=[], metavar="NAME", help="jobs and tasks of this task")
+    filters.add_argument("--value-type", action="append", default=[], metavar="TYPE", help="values of this type")
+    filters.add_argument("--file-path", action="append", default=[], metavar="PATTERN",
+                         help="files whose path matches (* is a wildcard)")
+    filters.add_argument("-t", "--tag", action="append", default=[], metavar="KEY[=VALUE]", help="records with this tag")
+    filters.add_argument("--exec-tag", action="append", default=[], metavar="KEY[=VALUE]",
+                         help="records of executions with this tag")
+    out = p.add_argument_group("output")
+    out.add_argument("--count", action="store_true", help="count the records instead of listing them")
+    out.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
+                     help=f"at most N records (default: {DEFAULT_LIMIT} executions, every other record; "
+                          "for a job tree, N jobs; 0 = all)")
+    out.add_argument("--stale-after", type=_seconds, metavar="SECONDS",
+                     help="show a job that started but has not ended, with no sign of life for this "
+                     "long, as UNFINISHED instead of RUNNING")
+    out.add_argument("--full-ids", action="store_true", help="print whole ids, not 8-character prefixes")
+    out.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
+    out.add_argument("--format", choices=("text", "json"), default="text", help="as --json when json (redun's flag)")
+    out.add_argument("--no-pager", action="store_true", help="never page the output")
     p.set_defaults(func=cmd_log)
 
 
 def _non_negative_int(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -53,8 +82,6 @@ def _non_negative_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -64,245 +91,227 @@ def _seconds(text: str) -> float:
     return value
 
 
+# ---------------------------------------------------------------------------------- parsing
+
+
+def _tags(texts: list[str]) -> list[tuple[str, Any]]:
+    from objstore.cli import UsageError
+    from objstore.query.tags import parse_tag
+
+    try:
+        return [parse_tag(t, value_required=False) for t in texts]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _statuses(text: str | None, allowed: tuple[str, ...], what: str) -> list[str]:
+    from objstore.cli import UsageError
+
+    if not text:
+        return []
+    found = [s.strip().upper() for s in text.split(",") if s.strip()]
+    bad = [s for s in found if s not in allowed]
+    if bad:
+        raise UsageError(f"unknown {what} status {bad[0]!r} (one of {', '.join(allowed)})")
+    return found
+
+
+def list_spec(args, q) -> Any:
+    from objstore.query.lists import TYPES, ListSpec
+    from objstore.query.log import EXEC_STATUSES
+    from objstore.query.results import STATUSES
+
+    types = {t for flag, t in TYPE_FLAGS.items() if getattr(args, flag)}
+    if args.all:
+        types |= set(TYPES)
+    if args.exec_status:
+        types.add("Execution")
+    if args.job_status:
+        types.add("Job")
+    if args.value_type or args.file_path:
+        types.add("Value")
+    if args.file:
+        types = {"Value"}
+    exec_ids = None
+    if args.exec_id:
+        exec_ids = [q.resolve_execution(e) for e in args.exec_id.split(",") if e.strip()]
+    return ListSpec(
+        types=types or {"Execution"},
+        exec_ids=exec_ids,
+        task_names=list(args.task_name),
+        job_statuses=_statuses(args.job_status, STATUSES, "job"),
+        exec_statuses=_statuses(args.exec_status, EXEC_STATUSES, "execution"),
+        value_types=list(args.value_type),
+        file_paths=list(args.file_path),
+        tags=_tags(args.tag),
+        exec_tags=_tags(args.exec_tag),
+        files=bool(args.file),
+    )
+
+
+def _looks_like_path(text: str) -> bool:
+    from objstore.query.resolve import looks_like_id
+
+    return not looks_like_id(text) or os.path.exists(text) or "/" in text or ":" in text
+
+
+# ---------------------------------------------------------------------------------- command
+
+
 def cmd_log(args, ctx) -> int:
-    from objstore import model
     from objstore.backend import Provenance
+    from objstore.cli import no_gc
+    from objstore.cli._text import Printer
     from objstore.query import open_query, to_jsonable
 
-    with ctx.open_repo() as repo:
-        prov = Provenance(repo)
-        query = open_query(prov, stale_after=args.stale_after)
-        out = _Printer(ctx.stdout, full_ids=args.full_ids)
-        show: Callable[[Any], None]
-        if args.job:
-            result: Any = query.job(query.resolve_job(args.job))
-            show = out.job_detail
-        elif args.call_node:
-            result = query.call_info(query.resolve_object(args.call_node, model.CALL, "call node"))
-            show = out.call_detail
-        elif args.value:
-            result = query.value(query.resolve_object(args.value, model.VALUE, "value"))
-            show = out.value_detail
-        elif args.exec_id is not None:  # `log ''` is a bad id, not "list executions"
-            kind, record_id = query.resolve_any(args.exec_id)
-            result, show = {
-                model.EXECUTION: lambda: (query.execution_tree(record_id), out.execution_tree),
-                model.JOB: lambda: (query.job(record_id), out.job_detail),
-                model.CALL: lambda: (query.call_info(record_id), out.call_detail),
-                model.VALUE: lambda: (query.value(record_id), out.value_detail),
-            }[kind]()
-        else:
-            limit = DEFAULT_LIMIT if args.limit is None else args.limit
-            result = query.executions(limit=limit or None)
-            show = out.executions
-        if args.json:
-            if args.limit and show == out.execution_tree:
-                result = _limit_tree(result, args.limit)
-            json.dump(to_jsonable(result), ctx.stdout, indent=2, sort_keys=True)
-            ctx.stdout.write("\n")
-        else:
-            out.job_limit = args.limit or None
-            show(result)
-        for _, why in query.unreadable:  # listed what could be read; name what could not
-            ctx.stderr.write(f"objstore: warning: {why}\n")
+    as_json = args.json or args.format == "json"
+    with no_gc(), ctx.open_repo() as repo:
+        q = open_query(Provenance(repo), stale_after=args.stale_after)
+        with paged(ctx, enabled=not (as_json or args.no_pager)) as stream:
+            out = Printer(stream, full_ids=args.full_ids, tree_limit=args.limit or None if args.target else None)
+            kind, result = answer(args, ctx, q)
+            if as_json:
+                if kind == "records":  # each record carries its _type (JobNode, TaskInfo, ...)
+                    result = [record for _, record in result]
+                json.dump(to_jsonable(result), stream, indent=2, sort_keys=True)
+                stream.write("\n")
+            else:
+                show(out, kind, result, args)
+        for problem in q.problems:
+            ctx.warn(problem)
     return 0
 
 
-def _limit_tree(tree, limit: int):
-    """The tree with at most ``limit`` jobs (depth first, as printed); the rest cut off."""
-    import copy
+def answer(args, ctx, q) -> tuple[str, Any]:
+    """(what it is, the query result) for the arguments given."""
+    from objstore import model
+    from objstore.errors import ObjectNotFound
+    from objstore.query.files import file_detail, path_spellings
+    from objstore.query.lists import count_records, list_records
 
-    tree = copy.deepcopy(tree)
-    budget = [limit]
+    target, by_flag = args.target, False
+    for flag in ("job", "call_node", "task", "value"):
+        given = getattr(args, flag)
+        if isinstance(given, str):
+            if target:
+                from objstore.cli import UsageError
 
-    def cut(job) -> None:
-        budget[0] -= 1
-        kept = []
-        for child in job.children:
-            if budget[0] <= 0:
-                break
-            kept.append(child)
-            cut(child)
-        job.children = kept
+                raise UsageError(f"give the id once: --{flag.replace('_', '-')} {given} or {target}")
+            target, by_flag = given, True
+    spec = list_spec(args, q)
+    if target:
+        if not by_flag and _looks_like_path(target):
+            found = file_detail(q, path_spellings(target, str(ctx.cwd)))
+            if found is not None:
+                return "file", found
+            from objstore.query.resolve import looks_like_id
 
-    if tree.root is not None:
-        cut(tree.root)
-    return tree
+            if not looks_like_id(target):
+                raise ObjectNotFound(f"no File was recorded at {target!r}: no call node produced or consumed it")
+        kinds = _kinds(args)
+        kind, record_id = q.resolver.any(target, kinds) if kinds else q.resolve_any(target)
+        if kind == model.EXECUTION:
+            return "tree", q.execution_tree(record_id)
+        if kind == model.JOB:
+            return "job", q.job(record_id)
+        if kind == model.CALL:
+            return "call", q.call_info(record_id)
+        detail = q.value(record_id)
+        if detail.value.is_task and not args.value:
+            return "task", q.task(record_id)
+        if args.task and not args.value:
+            raise ObjectNotFound(f"no task with id prefix {target!r} (it is a value)")
+        return "value", detail
+    listing = bool(spec.types - {"Execution"}) or any(
+        getattr(args, f) for f in ("all", "exec", "job", "call_node", "task", "value", "file"))
+    if args.count:
+        return "counts", count_records(q, spec)
+    if listing or spec.exec_ids is not None:
+        spec.limit = args.limit or None
+        return "records", list_records(q, spec)
+    limit = DEFAULT_LIMIT if args.limit is None else (args.limit or None)
+    statuses = set(spec.exec_statuses) | ({"CACHED"} if "DONE" in spec.exec_statuses else set())
+    from objstore.query.lists import ANY_VALUE
 
-
-# ------------------------------------------------------------------------------------ text
-
-
-def format_time(text: str | None) -> str:
-    """redun's format_timestamp: local time, to the second."""
-    from objstore.model.times import parse_timestamp
-
-    when = parse_timestamp(text)
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "?"
-
-
-def format_duration(seconds: float | None) -> str:
-    """redun's format_timedelta: H:MM:SS.cc."""
-    if seconds is None:
-        return "-"
-    delta = timedelta(seconds=seconds)
-    hours, rest = divmod(delta.days * 86400 + delta.seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02}:{secs:02}.{delta.microseconds // 10000:02}"
-
-
-def format_tags(tags: list) -> str:
-    if not tags:
-        return ""
-    # Sorted so two executions with the same tags print them the same way.
-    items = sorted((k, json.dumps(v, sort_keys=True, default=repr)) for k, v in tags)
-    return "(" + ", ".join(f"{k}={v}" for k, v in items) + ")"
-
-
-def format_counts(counts) -> str:
-    parts = [f"DONE: {counts.done}", f"CACHED: {counts.cached}", f"FAILED: {counts.failed}"]
-    if counts.running:
-        parts.append(f"RUNNING: {counts.running}")
-    if counts.unfinished:
-        parts.append(f"UNFINISHED: {counts.unfinished}")
-    return f"{counts.total} ({', '.join(parts)})"
+    return "executions", q.executions(limit, statuses=statuses or None, tags=spec.tags + spec.exec_tags,
+                                      any_value=ANY_VALUE)  # fmt: skip
 
 
-def status_table(jobs, when: str | None) -> list[str]:
-    """redun's job status table: jobs per task and status, ALL first, columns right-aligned."""
-    columns = ["RUNNING", "FAILED", "CACHED", "DONE"]
-    per_task: dict[str, dict[str, int]] = {}
-    for job in jobs:
-        counts = per_task.setdefault(job.task_name, {})
-        counts[job.status] = counts.get(job.status, 0) + 1
-    if any("UNFINISHED" in counts for counts in per_task.values()):
-        columns.append("UNFINISHED")
-    columns.append("TOTAL")
-    names = sorted(per_task)
-    everything = {c: sum(per_task[n].get(c, 0) for n in names) for c in columns[:-1]}
-    rows = [["TASK", *columns], ["ALL", *map(str, everything.values()), str(sum(everything.values()))]]
-    for name in names:
-        counts = per_task[name]
-        rows.append([name, *(str(counts.get(c, 0)) for c in columns[:-1]), str(sum(counts.values()))])
-    widths = [max(7, *(len(row[i]) for row in rows)) for i in range(len(columns) + 1)]
-    out = [f"| JOB STATUS {format_time(when).replace('-', '/')}"]
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
-        out.append("| " + " ".join(cells))
-    out.append("")
-    return out
+def _kinds(args) -> tuple[str, ...]:
+    """The record kinds a type flag limits an id to (none given: every kind)."""
+    from objstore import model
+
+    kinds = []
+    if args.exec:
+        kinds.append(model.EXECUTION)
+    if args.job:
+        kinds.append(model.JOB)
+    if args.call_node:
+        kinds.append(model.CALL)
+    if args.task or args.value:
+        kinds.append(model.VALUE)
+    return tuple(kinds)
 
 
-class _Printer:
-    def __init__(self, stream, *, full_ids: bool = False):
-        self.stream = stream
-        self.full_ids = full_ids
-        self.width = STATUS_WIDTH
-        self.job_limit: int | None = None  # jobs of a tree to print (None: all)
+def show(out, kind: str, result: Any, args) -> None:
+    if kind == "executions":
+        out.executions(result)
+    elif kind == "tree":
+        out.execution_tree(result)
+    elif kind == "job":
+        out.job_detail(result)
+    elif kind == "call":
+        out.call_detail(result)
+    elif kind == "task":
+        out.task_detail(result)
+    elif kind == "value":
+        out.value_detail(result)
+    elif kind == "file":
+        out.file_detail(result)
+    elif kind == "counts":
+        if not any(getattr(args, f) for f in ("all", "exec", "job", "call_node", "task", "value", "file")):
+            out.line("Recent executions:")
+            out.line()
+        for record_type, count in result:
+            out.line(f"{count:>8} {record_type}")
+    elif kind == "records":
+        show_records(out, result, files=bool(args.file))
 
-    def line(self, text: str = "", indent: int = 0) -> None:
-        self.stream.write((" " * indent + text).rstrip() + "\n")
 
-    def id(self, text: str | None, detail: bool = False) -> str:
-        if not text:
-            return "?"
-        return text if (detail or self.full_ids) else text[:8]
-
-    @staticmethod
-    def _shown(status: str) -> str:
-        return "RUN " if status == "RUNNING" else status  # redun's status_display
-
-    def status(self, status: str) -> str:
-        return self._shown(status).center(self.width)
-
-    def _fit(self, statuses) -> None:
-        self.width = max([STATUS_WIDTH, *(len(self._shown(s)) for s in statuses)])
-
-    def exec_line(self, e, detail: bool = False) -> str:
-        return (f"Exec {self.id(e.id, detail)} [{self.status(e.status)}] {format_time(e.start_time)}:  "
-                f"{' '.join(e.args)} {format_tags(e.tags)}")
-
-    def executions(self, summaries) -> None:
-        if not summaries:
-            self.line("No executions.")
-            return
-        self._fit(s.status for s in summaries)
-        self.line("Recent executions:")
-        self.line()
-        for e in summaries:
-            self.line(f"{self.exec_line(e).rstrip()}  Jobs: {format_counts(e.counts)}")
-
-    def job_line(self, job, detail: bool = False) -> str:
-        return (f"Job {self.id(job.id, detail)} [{self.status(job.status)}] {format_time(job.start_time)}:  "
-                f"{job.task_name}({job.args}) {format_duration(job.duration)}")
-
-    def execution_tree(self, tree) -> None:
-        e = tree.execution
-        statuses = [e.status] + ([j.status for j in tree.root.walk()] if tree.root else [])
-        self._fit(statuses)
-        self.line(self.exec_line(e, detail=True))
-        self.line(f"Duration: {format_duration(e.duration)}")
-        if e.updated_time and e.status in ("RUNNING", "UNFINISHED"):
-            self.line(f"Last heartbeat: {format_time(e.updated_time)}")
-        self.line()
-        if tree.root is not None:
-            for row in status_table(tree.root.walk(), e.end_time or e.updated_time):
-                self.line(row)
-        self.line(f"Jobs: {format_counts(e.counts)}")
-        self.line(RULE)
-        if tree.root is None:
-            self.line("(no root job recorded)")
-            return
-        budget = [self.job_limit if self.job_limit is not None else -1]
-        self._tree(tree.root, 0, budget)
-        if budget[0] == 0:
-            total = sum(1 for _ in tree.root.walk())
-            if total > (self.job_limit or 0):
-                self.line(f"... {total - (self.job_limit or 0)} more jobs (--limit 0 shows all)")
-
-    def _tree(self, job, indent: int, budget: list[int]) -> None:
-        if budget[0] == 0:
-            return
-        budget[0] -= 1
-        self.line(self.job_line(job), indent)
-        for child in job.children:
-            self._tree(child, indent + 2, budget)
-
-    def job_detail(self, detail) -> None:
-        job = detail.job
-        self._fit([job.status])
-        self.line(f"{self.job_line(job, detail=True)} {format_tags(detail.tags)}")
-        self.line(f"Exec {self.id(job.execution_id)}"
-                  + (f" > parent Job {self.id(job.parent_id)}" if job.parent_id else ""))
-        self.line(f"Duration: {format_duration(job.duration)}")
-        if detail.child_ids:
-            self.line(f"Child jobs: {' '.join(self.id(c) for c in detail.child_ids)}")
-        self.line()
-        if detail.call is None:
-            self.line("CallNode UNKNOWN: Job has not finished or has been killed.", 2)
-            self.line(f"Task {self.id(job.task_hash)} {job.task_name}", 2)
+def show_records(out, records: list[tuple[str, Any]], *, files: bool = False) -> None:
+    """List lines; ``files`` (--file): File values as ``File <hash> <path>``, each path once."""
+    out.fit([r.status for t, r in records if t in ("Execution", "Job")])
+    last_path = None
+    for record_type, record in records:
+        if record_type == "Execution":
+            out.line(out.exec_line(record))
+        elif record_type == "Job":
+            out.line(out.job_line(record))
+        elif record_type == "CallNode":
+            out.call_line(record)
+        elif record_type == "Task":
+            out.task_line(record)
+        elif files and record.path is not None and record.path == last_path:
+            continue  # redun's --file shows each path once
         else:
-            self.call_detail(detail.call, indent=2)
-
-    def call_detail(self, call, indent: int = 0) -> None:
-        from objstore.query import LogQuery
-
-        self.line(f"CallNode {self.id(call.call_hash, detail=indent == 0)} {call.task_name} {format_tags(call.tags)}",
-                  indent)
-        self.line(f"Args:   {LogQuery.format_args(call.args)}", indent + 2)
-        result = call.result.preview if call.result else f"<missing {call.result_hash[:8]}>"
-        self.line(f"{'Raised' if call.raised else 'Result'}: {result}", indent + 2)
-        self.line(f"Task {self.id(call.task_hash)} {call.task_name}", indent + 2)
-        if call.children:
-            self.line("Child CallNodes: " + " ".join(self.id(c) for c in call.children), indent + 2)
-
-    def value_detail(self, detail) -> None:
-        v = detail.value
-        self.line(f"Value {self.id(v.value_hash, detail=True)} {v.type} {format_tags(detail.tags)}")
-        self.line(f"Format: {v.format}, {v.size} bytes")
-        self.line(v.preview)
-        if detail.subvalues:
-            self.line("Subvalues: " + " ".join(self.id(s) for s in detail.subvalues))
+            out.value_line(record, as_file=files)
+            last_path = record.path
 
 
-__all__ = ["register", "cmd_log", "format_duration", "format_time"]
+@contextlib.contextmanager
+def paged(ctx, *, enabled: bool) -> Iterator[Any]:
+    """The stream to print to: a pager's on a terminal (``$PAGER``, else ``less -FRSX``)."""
+    isatty = getattr(ctx.stdout, "isatty", None)
+    if not enabled or not (isatty and isatty()):
+        yield ctx.stdout
+        return
+    buffer = io.StringIO()
+    yield buffer
+    command = ctx.environ.get("PAGER") or "less -FRSX"
+    try:
+        subprocess.run(shlex.split(command), input=buffer.getvalue(), text=True, check=False)
+    except OSError:  # no pager here: print as it is
+        ctx.stdout.write(buffer.getvalue())
+
+
+__all__ = ["register", "cmd_log", "answer"]

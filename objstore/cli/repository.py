@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import configparser
+import re
 from pathlib import Path
 
 
@@ -66,25 +66,73 @@ def cmd_init(args, ctx) -> int:
 
 
 def write_redun_config(config_dir: Path, url: str, index_dir: str | None) -> Path:
-    """Set the two redun.ini keys that make `redun run` use objstore, keeping everything else."""
+    """Point redun.ini at the repository, keeping everything else in it, comments included.
+
+    Sets ``[scheduler] setup_scheduler`` (redun records through objstore), ``[backend]
+    objstore_url`` and ``db_uri = objstore+…`` (what redun's own `db` / push / pull commands build
+    their backend from: objstore's read-only SQL replica), and ``objstore_index_dir`` when given.
+    The file is edited as text, not re-written by configparser, which would drop its comments; a
+    db_uri it replaces is kept as a comment.
+    """
+    from objstore.redun.config import to_uri
+
     config_dir.mkdir(parents=True, exist_ok=True)
     ini = config_dir / "redun.ini"
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # redun's keys are case-sensitive
-    if ini.exists():
-        parser.read(ini)
-    for section in ("scheduler", "backend"):
-        if not parser.has_section(section):
-            parser.add_section(section)
-    parser.set("scheduler", "setup_scheduler", "objstore.redun::setup_scheduler")
-    parser.set("backend", "objstore_url", url)
-    if index_dir:
-        parser.set("backend", "objstore_index_dir", str(Path(index_dir).resolve()))
+    text = ini.read_text() if ini.exists() else ""
+    index = str(Path(index_dir).resolve()) if index_dir else None
+    settings = [
+        ("scheduler", "setup_scheduler", "objstore.redun::setup_scheduler"),
+        ("backend", "objstore_url", url),
+        ("backend", "db_uri", to_uri(url, index)),
+    ]
+    if index:
+        settings.append(("backend", "objstore_index_dir", index))
+    for section, key, value in settings:
+        text = set_ini_value(text, section, key, value)
     tmp = ini.with_name(ini.name + ".tmp")
-    with open(tmp, "w") as out:
-        parser.write(out)
+    tmp.write_text(text)
     tmp.replace(ini)
     return ini
+
+
+_SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+
+
+def set_ini_value(text: str, section: str, key: str, value: str) -> str:
+    """``text`` (an ini file) with ``key = value`` in ``[section]``: an existing line for the key
+    is replaced (a different old value stays as a comment above it), else the line goes after the
+    section's last setting; a missing section is appended. Everything else is kept as it was."""
+    lines = text.splitlines()
+    key_re = re.compile(rf"^\s*{re.escape(key)}\s*[=:]")
+    start = None
+    for i, line in enumerate(lines):
+        found = _SECTION.match(line)
+        if found and found.group(1).strip() == section:
+            start = i
+            break
+    new = f"{key} = {value}"
+    if start is None:
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += [f"[{section}]", new]
+        return "\n".join(lines) + "\n"
+    end = next((j for j in range(start + 1, len(lines)) if _SECTION.match(lines[j])), len(lines))
+    last_setting = start
+    for j in range(start + 1, end):
+        stripped = lines[j].strip()
+        if key_re.match(lines[j]):
+            old = re.split(r"[=:]", lines[j], maxsplit=1)[1].strip()
+            if old == value:
+                return text if text.endswith("\n") else text + "\n"
+            if key == "db_uri" and old:
+                lines[j : j + 1] = [f"# {lines[j].strip()}   (replaced by `objstore init --redun`)", new]
+            else:
+                lines[j] = new
+            return "\n".join(lines) + "\n"
+        if stripped and not stripped.startswith(("#", ";")):
+            last_setting = j
+    lines.insert(last_setting + 1, new)
+    return "\n".join(lines) + "\n"
 
 
 def cmd_reindex(args, ctx) -> int:

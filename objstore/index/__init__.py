@@ -373,6 +373,10 @@ class Index:
     def segments(self) -> set[str]:
         return {k for k, _ in self.scan(SEGMENTS)}
 
+    def segment_count(self) -> int:
+        """How many segments the index has applied (O(1): a cheap "has anything changed?")."""
+        return self.count(SEGMENTS)
+
     def meta_get(self, key: str):
         return self.get(META, key)
 

@@ -41,6 +41,19 @@ EXPORT_TYPES: dict[str, str] = {k.export_type: name for name, k in REGISTRY.item
 EXPORT_KINDS = tuple(EXPORT_TYPES.values())
 
 
+# The version of what derive_entries implies. A journal segment records the one its writer used;
+# the objects a segment of an older one lists are derived again when it is ingested, so an index
+# never lacks the entries a newer objstore reads (2: the query tables value_parents,
+# files_by_path, calls_by_result, calls_by_arg and jobs_by_call).
+DERIVATION = 2
+_CHANGED_AT: dict[int, tuple[str, ...]] = {2: (VALUE, CALL, JOB)}
+
+
+def rederived_kinds(derivation: int) -> frozenset[str]:
+    """The kinds whose index entries changed since ``derivation`` (empty when it is current)."""
+    return frozenset(k for version, kinds in _CHANGED_AT.items() if version > derivation for k in kinds)
+
+
 def kind(name: str) -> RecordKind:
     try:
         return REGISTRY[name]
@@ -121,6 +134,7 @@ def from_export(record: dict[str, Any]) -> tuple[str, ObjectId, bytes]:
 __all__ = [
     "VALUE", "CALL", "JOB", "EXECUTION", "TAG", "HANDLE", "HANDLE_EDGE", "KINDS", "REGISTRY",
     "EXPORT_TYPES", "EXPORT_KINDS", "EXPORT_VERSION", "EXECUTIONS_KEY", "TABLES", "TASK", "Edge",
-    "IndexEntry", "RecordKind", "kind", "decode", "derive_entries", "verify", "verify_doc", "edges",
+    "IndexEntry", "RecordKind", "DERIVATION", "rederived_kinds", "kind", "decode", "derive_entries", "verify",
+    "verify_doc", "edges",
     "to_export", "record_id", "from_export", "call", "handle", "job", "tag", "value",
 ]

@@ -79,6 +79,10 @@ class CallNode(RecordKind):
             ("put", "call_result", object_id, validate_hash(doc["value_hash"])),
         ]
         out.extend(("add", "call_subtree", object_id, validate_hash(t)) for t in doc.get("subtree_tasks", ()))
+        # Read backwards by queries: which calls returned a value, which took it as an argument.
+        out.append(("add", "calls_by_result", doc["value_hash"], timed(ts, object_id)))
+        for value_hash in dict.fromkeys(validate_hash(arg["value_hash"]) for _, arg in doc.get("args", ())):
+            out.append(("add", "calls_by_arg", value_hash, timed(ts, object_id)))
         return out
 
     def edges(self, object_id: str, doc: dict[str, Any]) -> Iterator[Edge]:

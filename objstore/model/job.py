@@ -83,6 +83,8 @@ class Job(RecordKind):
         job_id = validate_uuid(object_id)
         out = self._child_entry(job_id, doc)
         call_hash, args_hash = doc.get("call_hash"), doc.get("args_hash")
+        if call_hash:
+            out.append(("add", "jobs_by_call", validate_hash(call_hash), timed(ts_key(doc.get("start_time")), job_id)))
         if call_hash and args_hash and doc.get("execution_id"):
             key = cse_key(validate_uuid(doc["execution_id"]), validate_hash(doc["task_hash"]), validate_hash(args_hash))
             out.append(("add", "cse", key, timed(ts_key(doc.get("start_time")), job_id, validate_hash(call_hash))))

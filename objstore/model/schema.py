@@ -29,6 +29,8 @@ TABLES: dict[str, bool] = {
     "value_type": False,  # value_hash -> redun type name (job status needs the result's type)
     "task_name": False,  # task_hash -> task_name_key
     "tasks_by_name": True,  # task_name_key -> task_hash
+    "value_parents": True,  # child value_hash -> parent value_hash (subvalues read backwards)
+    "files_by_path": True,  # path_key(path) -> value_hash of a File value with that path
     # CallNodes
     "calls_by_eval": True,  # eval_key(task, args) -> timed(ts, call_hash)          (ULTIMATE)
     "call_subtree": True,  # call_hash -> task_hash                               (ULTIMATE)
@@ -36,10 +38,13 @@ TABLES: dict[str, bool] = {
     "calls_by_task": True,  # task_hash -> timed(ts, call_hash)                     (explain)
     "calls_by_args": True,  # args_hash -> timed(ts, call_hash, task_hash)          (explain)
     "call_context": True,  # call_hash -> context_hash (from redun.context tags)   (context filter)
+    "calls_by_result": True,  # value_hash -> timed(ts, call_hash): calls that returned it  (query)
+    "calls_by_arg": True,  # value_hash -> timed(ts, call_hash): calls it was an argument of (query)
     # Jobs and executions
     "cse": True,  # cse_key(exec, task, args) -> timed(ts, job_id, call_hash)  (ended jobs; CSE)
     "job_start": False,  # job_id -> canonical JSON of the start (journal note; running/dead jobs)
     "job_children": True,  # parent job_id -> timed(ts, job_id)
+    "jobs_by_call": True,  # call_hash -> timed(ts, job_id): ended jobs of a call node     (query)
     "executions": True,  # EXECUTIONS_KEY -> timed(ts, execution_id)
     "exec_updated": False,  # execution_id -> timestamp (heartbeat note)
     # Tags
@@ -76,6 +81,11 @@ def handle_name_key(fullname: str) -> str:
     return hashing.hash_struct(["HandleName", fullname])
 
 
+def path_key(path: str) -> str:
+    """A File path as an index key (paths can be longer than LMDB's 511-byte keys)."""
+    return hashing.hash_struct(["FilePath", path])
+
+
 # -- parsers ----------------------------------------------------------------------------------
 
 
@@ -95,5 +105,5 @@ def timestamp_of(value: str) -> str:
 
 __all__ = [
     "IndexEntry", "TABLES", "EXECUTIONS_KEY", "timed", "eval_key", "cse_key", "task_name_key",
-    "handle_name_key", "untimed", "timed_id", "timestamp_of",
+    "handle_name_key", "path_key", "untimed", "timed_id", "timestamp_of",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from objstore.errors import CorruptObject
 from objstore.ids import ObjectId, validate_hash
 from objstore.model.base import Edge, RecordKind, dump, load_object
-from objstore.model.schema import IndexEntry, task_name_key
+from objstore.model.schema import IndexEntry, path_key, task_name_key
 
 NAME = "value"
 ERROR_TYPE = "redun.ErrorValue"
@@ -72,9 +72,14 @@ class Value(RecordKind):
         return split(payload, object_id)[0]
 
     def entries(self, object_id: str, doc: dict[str, Any]) -> list[IndexEntry]:
-        out: list[IndexEntry] = [("add", "subvalues", object_id, validate_hash(c)) for c in doc["subvalues"]]
+        out: list[IndexEntry] = []
+        for child in doc["subvalues"]:
+            out.append(("add", "subvalues", object_id, validate_hash(child)))
+            out.append(("add", "value_parents", child, object_id))
         out.append(("put", "value_type", object_id, str(doc["type"])))
         subtype = doc.get("subtype")
+        if subtype and subtype.get("_type") == "File" and isinstance(subtype.get("path"), str):
+            out.append(("add", "files_by_path", path_key(subtype["path"]), object_id))
         if subtype and subtype.get("_type") == "Task":
             name_key = task_name_key(subtype.get("namespace"), subtype["name"])
             out.append(("put", "task_name", object_id, name_key))

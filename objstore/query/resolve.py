@@ -17,10 +17,13 @@ from objstore.missing import MISSING
 
 PREFIX_RE = re.compile(r"[0-9a-f][0-9a-f-]{0,39}")
 MAX_MATCHES = 10  # a prefix is refused as ambiguous once this many candidates are seen
+MIN_PREFIX = 4  # as git: shorter prefixes match too much to mean anything
+RECENT_RE = re.compile(r"~(\d+)")  # redun's ~N: the Nth newest execution
 
 # What `log ID` may name, in the order a prefix is tried: executions first, so a short execution
 # prefix keeps working however many values share it.
 LOGGABLE = (model.EXECUTION, model.JOB, model.CALL, model.VALUE)
+_NAMES = {model.EXECUTION: "execution", model.JOB: "job", model.CALL: "call node", model.VALUE: "value"}
 
 
 def normalize(text: str) -> str:
@@ -29,7 +32,15 @@ def normalize(text: str) -> str:
     if not PREFIX_RE.fullmatch(prefix):
         shown = repr(text) if text else "an empty string"
         raise InvalidId(f"not an object id or id prefix: {shown} (hex digits and dashes, as in an id)")
+    if len(prefix.replace("-", "")) < MIN_PREFIX:
+        raise InvalidId(f"id prefix {prefix!r} is too short: give at least {MIN_PREFIX} characters")
     return prefix
+
+
+def looks_like_id(text: str) -> bool:
+    """Whether ``text`` is spelled like an id or id prefix (any length), or redun's - / ~N."""
+    t = text.strip().lower() if isinstance(text, str) else ""
+    return bool(PREFIX_RE.fullmatch(t)) or t == "-" or bool(RECENT_RE.fullmatch(t))
 
 
 def unique(what: str, prefix: str, matches: list[str]) -> ObjectId:
@@ -57,7 +68,25 @@ class Resolver:
                     break
         return found
 
+    def recent(self, text: str) -> ObjectId | None:
+        """redun's shorthands: ``-`` is the newest execution, ``~N`` the Nth newest (``~1`` = ``-``);
+        None when ``text`` is neither."""
+        text = text.strip() if isinstance(text, str) else ""
+        found = RECENT_RE.fullmatch(text)
+        if text != "-" and not found:
+            return None
+        index = int(found.group(1)) if found else 1
+        if index < 1:
+            raise InvalidId("execution index should be >= 1 (~1 is the newest execution)")
+        executions = self.prov.jobs.list_executions()
+        if index > len(executions):
+            raise ObjectNotFound(f"execution index too high: {text} (there are {len(executions)} executions)")
+        return validate_id(executions[index - 1])
+
     def execution(self, text: str) -> ObjectId:
+        alias = self.recent(text)
+        if alias is not None:
+            return alias
         prefix = normalize(text)
         ids = [e for e in self.prov.jobs.list_executions() if e.startswith(prefix)]
         return unique("execution", prefix, ids)
@@ -84,7 +113,11 @@ class Resolver:
         return found[chosen], chosen
 
     def any(self, text: str, kinds: tuple[str, ...] = LOGGABLE) -> tuple[str, ObjectId]:
-        """(kind, id) for a prefix of any of ``kinds``, executions first."""
+        """(kind, id) for a prefix of any of ``kinds``, executions first (and redun's - / ~N)."""
+        if model.EXECUTION in kinds:
+            alias = self.recent(text)
+            if alias is not None:
+                return model.EXECUTION, alias
         prefix = normalize(text)
         if model.EXECUTION in kinds:
             executions = [e for e in self.prov.jobs.list_executions() if e.startswith(prefix)]
@@ -98,8 +131,9 @@ class Resolver:
             kind = self.prov.records.kind(prefix)  # not indexed here yet: one read of the object
             if kind in kinds:
                 found[prefix] = kind
-        chosen = unique("record", prefix, list(found))
+        what = _NAMES.get(kinds[0], "record") if len(kinds) == 1 else "record"
+        chosen = unique(what, prefix, list(found))
         return found[chosen], chosen
 
 
-__all__ = ["Resolver", "normalize", "unique", "PREFIX_RE", "LOGGABLE"]
+__all__ = ["Resolver", "normalize", "unique", "looks_like_id", "PREFIX_RE", "LOGGABLE", "MIN_PREFIX"]

@@ -7,17 +7,28 @@ redun.ini::
 
     [scheduler]
     setup_scheduler = objstore.redun::setup_scheduler
+
+The names below are imported on first use, so ``objstore.redun.config`` (the settings, which
+objstore's CLI reads too) is usable without importing redun.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from objstore.redun.backend import ObjstoreBackend
-from objstore.redun.config import resolve_url
-from objstore.redun.errors import ObjstoreRedunError, ObjstoreValueTooLarge
+if TYPE_CHECKING:
+    from objstore.redun.backend import ObjstoreBackend
+    from objstore.redun.config import resolve_url
+    from objstore.redun.errors import ObjstoreRedunError, ObjstoreValueTooLarge
 
 __all__ = ["ObjstoreBackend", "ObjstoreRedunError", "ObjstoreValueTooLarge", "setup_scheduler", "resolve_url"]
+
+_LAZY = {
+    "ObjstoreBackend": "objstore.redun.backend",
+    "resolve_url": "objstore.redun.config",
+    "ObjstoreRedunError": "objstore.redun.errors",
+    "ObjstoreValueTooLarge": "objstore.redun.errors",
+}
 
 _BACKEND_OPTIONS = {
     "url",
@@ -34,6 +45,15 @@ _BACKEND_OPTIONS = {
 }
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module), name)
+
+
 def setup_scheduler(config: Any = None, **kwargs: Any):
     """A Scheduler on an ObjstoreBackend; the repository comes from the [backend] section.
 
@@ -41,6 +61,8 @@ def setup_scheduler(config: Any = None, **kwargs: Any):
     """
     from redun import Scheduler
     from redun.config import Config
+
+    from objstore.redun.backend import ObjstoreBackend
 
     if config is None:
         config = Config()

@@ -92,6 +92,10 @@ class WriteBuffer:
     def pending(self) -> int:
         return len(self._current)
 
+    def idle(self) -> bool:
+        """Nothing buffered and nothing being flushed: reads may skip the overlay."""
+        return not len(self._current) and self._flushing is None
+
     # -- the flush's side ---------------------------------------------------------------------
 
     def take(self) -> Batch | None:

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from objstore import codec, layout
+from objstore import codec, layout, model
 from objstore.errors import CorruptObject
 
 MAGIC = b"OBJCKPT1"
@@ -63,6 +63,9 @@ class Header:
     sources: list[str]
     blocks: list[dict[str, Any]]
     end: int  # where the blocks start
+    # The model.DERIVATION of its rows: the lowest of its sources' (1 when the field is absent),
+    # so a reader derives again the entries of the kinds that changed since (Journal).
+    derived: int = 1
 
     def created_at(self) -> _dt.datetime | None:
         try:
@@ -97,6 +100,7 @@ def encode(
     rows: Mapping[str, tuple[bool, list[tuple[str, str, int]]]],
     created: _dt.datetime | None = None,
     level: int = 1,
+    derived: int = model.DERIVATION,
 ) -> bytes:
     """The checkpoint file for ``rows``: table -> (multi, [(key, value, flags)]) sorted."""
     when = (created or _dt.datetime.now(_dt.UTC)).astimezone(_dt.UTC)
@@ -123,7 +127,7 @@ def encode(
     header = {
         "format": FORMAT, "version": 1, "writer": writer,
         "created": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "position": position,
-        "sources": list(sources), "blocks": descriptors,
+        "sources": list(sources), "blocks": descriptors, "derived": derived,
     }  # fmt: skip
     head = codec.encode(HEADER_KIND, codec.canonical_json(header))
     return b"".join((MAGIC, _LEN.pack(len(head)), head, *blobs))
@@ -179,7 +183,11 @@ def parse_header(data: bytes, name: str) -> Header:
             and b.get("encoding") in ("lines", "json")
         ):
             raise CorruptObject(where, f"malformed checkpoint block {str(b)[:80]}")
-    return Header(name, doc["writer"], str(doc.get("created", "")), doc["position"], doc["sources"], doc["blocks"], end)
+    derived = doc.get("derived", 1)
+    derived = derived if isinstance(derived, int) and not isinstance(derived, bool) else 1
+    return Header(
+        name, doc["writer"], str(doc.get("created", "")), doc["position"], doc["sources"], doc["blocks"], end, derived
+    )
 
 
 def _split(raw: bytes, encoding: str, rows: int, where: str) -> list[bytes]:
@@ -266,6 +274,7 @@ class Fold:
     multi: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     tombs: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # multi deletions
     skipped: int = 0  # entries naming a table this objstore does not know
+    derived: int = model.DERIVATION  # the lowest model.DERIVATION of the sources folded
 
     def add_source(self, name: str) -> int:
         self.sources.append(name)

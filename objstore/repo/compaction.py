@@ -217,7 +217,9 @@ class Compactor:
         if len(used) < 2:
             return None
         position = max(found.position(n) for n in used)
-        data = ckpt.encode(writer=self.writer_id, position=position, sources=fold.sources, rows=fold.rows())
+        data = ckpt.encode(
+            writer=self.writer_id, position=position, sources=fold.sources, rows=fold.rows(), derived=fold.derived
+        )
         return self._write(data)
 
     def fold(self, sources: Sequence[str], *, progress: Progress | None = None) -> tuple[ckpt.Fold, list[str]]:
@@ -232,10 +234,13 @@ class Compactor:
                     continue  # retired since the listing: what covers it is folded instead
                 try:
                     if layout.is_checkpoint_name(name):
-                        _, blocks = ckpt.parse(name, data)
+                        head, blocks = ckpt.parse(name, data)
                         fold.apply_blocks(blocks, fold.add_source(name))
+                        fold.derived = min(fold.derived, head.derived)
                     else:
-                        listing, entries = jmod.decode(name, data)
+                        segment = jmod.parse(name, data)
+                        listing, entries = segment.listing, segment.entries
+                        fold.derived = min(fold.derived, segment.derivation)
                         good = ([tuple(e) for e in entries] if ckpt.all_well_formed(entries, self.index.tables)
                                 else jmod.valid_entries(self.index, entries, f"journal/{name}"))  # fmt: skip
                         fold.apply(jmod.index_entries(self.index, listing, good), fold.add_source(name))

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from objstore import codec, layout
+from objstore import codec, layout, model
 from objstore.errors import CorruptObject, NameCollision
 from objstore.ids import is_hash, is_uuid
 from objstore.index import SEGMENTS, Index
@@ -32,6 +34,7 @@ from objstore.model.schema import IndexEntry
 from objstore.store import BlobStore
 
 log = logging.getLogger("objstore.repo")
+_DECODER = json.JSONDecoder()
 
 KIND = "journal"
 FORMAT = "objstore-journal"
@@ -42,14 +45,32 @@ Progress = Callable[[str, int], None]
 Listing = list[list[str]]  # [[object id, kind], ...]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One segment as read back: what it lists, its raw entries, and the model.DERIVATION its
+    writer derived them with (1 when the segment predates the field)."""
+
+    name: str
+    listing: Listing
+    entries: list[Any]
+    derivation: int = model.DERIVATION
+
+
 def encode(writer: str, listing: Listing, entries: list[IndexEntry]) -> bytes:
-    doc = {"format": FORMAT, "version": 1, "writer": writer, "objects": listing, "entries": entries}
+    doc = {"format": FORMAT, "version": 1, "writer": writer, "derived": model.DERIVATION,
+           "objects": listing, "entries": entries}  # fmt: skip
     return codec.encode(KIND, codec.canonical_json(doc))
 
 
 def decode(name: str, data: bytes) -> tuple[Listing, list[Any]]:
     """(object listing, raw entries) of a segment; CorruptObject naming it when unreadable.
     A malformed listing item is skipped (and logged); entries are checked by the caller."""
+    segment = parse(name, data)
+    return segment.listing, segment.entries
+
+
+def parse(name: str, data: bytes) -> Segment:
+    """The segment ``name`` from its bytes; CorruptObject naming it when unreadable."""
     where = f"journal/{name}"
     _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
     doc = codec.parse_json(payload, object_id=where)
@@ -67,7 +88,30 @@ def decode(name: str, data: bytes) -> tuple[Listing, list[Any]]:
         else:
             log.warning("%s: skipping malformed object listing %r", where, item)
     entries = doc.get("entries") or []
-    return listing, entries if isinstance(entries, list) else []
+    derived = doc.get("derived", 1)
+    return Segment(name, listing, entries if isinstance(entries, list) else [],
+                   derived if isinstance(derived, int) else 1)  # fmt: skip
+
+
+_LISTING = b'"objects":['
+
+
+def parse_listing(name: str, data: bytes) -> Listing:
+    """Only what a segment lists, without parsing its (much larger) entries: the document is
+    canonical JSON (sorted keys, no spaces), and a quote inside a JSON string is always escaped,
+    so the one unescaped ``"objects":[`` is the listing's key. Falls back to a full parse."""
+    where = f"journal/{name}"
+    _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
+    at = payload.rfind(_LISTING)
+    if at >= 0:
+        try:
+            raw, _ = _DECODER.raw_decode(payload[at + len(_LISTING) - 1 :].decode("utf-8"))
+        except ValueError:
+            raw = None
+        if isinstance(raw, list):
+            return [item for item in raw if isinstance(item, list) and len(item) == 2
+                    and isinstance(item[1], str) and (is_hash(item[0]) or is_uuid(item[0]))]  # fmt: skip
+    return parse(name, data).listing
 
 
 def index_entries(index: Index, listing: Listing, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
@@ -100,6 +144,9 @@ class Journal:
         self._lock = lock  # the flush lock: a refresh never runs beside this writer's flush
         self._last_stamp: _dt.datetime | None = None
         self.listed: list[str] = []  # the names the last refresh listed
+        # Objects listed by ingested segments of an older derivation, whose entries the
+        # repository derives again once the lock is released (Repository.refresh).
+        self._stale: Listing = []
 
     def _next_name(self) -> str:
         now = _dt.datetime.now(_dt.UTC)
@@ -238,18 +285,86 @@ class Journal:
             log.warning("skipping unreadable journal checkpoint: %s", exc)
             return False
         load_into(self.index, head, blocks, seen, marks)
+        stale = model.rederived_kinds(head.derived)
+        if stale:
+            for block in blocks:
+                if block.table == "objects":
+                    pairs = ([k.decode(), v.decode()] for k, v in zip(block.keys, block.values))
+                    self._stale.extend(pair for pair in pairs if pair[1] in stale)
         return True
 
     def _ingest(self, name: str, data: bytes) -> bool:
         try:
-            listing, entries = decode(name, data)
+            segment = parse(name, data)
         except CorruptObject as exc:
             # Left unmarked, so a repaired segment is picked up by a later refresh.
             log.warning("skipping unreadable journal segment: %s", exc)
             return False
-        good = valid_entries(self.index, entries, f"journal/{name}")
-        self.index.apply(index_entries(self.index, listing, good), segment=name, prechecked=True)
+        good = valid_entries(self.index, segment.entries, f"journal/{name}")
+        self.index.apply(index_entries(self.index, segment.listing, good), segment=name, prechecked=True)
+        stale = model.rederived_kinds(segment.derivation)
+        if stale:
+            self._stale.extend(item for item in segment.listing if item[1] in stale)
         return True
 
+    def read_listings(self, names: Iterable[str]) -> Iterator[tuple[str, Listing]]:
+        """(name, what it lists) of the named journal files, in the order given, without parsing
+        a segment's entries (parse_listing); a checkpoint lists its ``objects`` rows. A missing
+        or unreadable one is left out."""
+        for segment in self._read(names, listing_only=True):
+            yield segment.name, segment.listing
 
-__all__ = ["Journal", "encode", "decode", "index_entries", "valid_entries", "KIND", "FORMAT"]
+    def take_stale(self) -> Listing:
+        """The objects ingested segments listed whose entries must be derived again (once)."""
+        with self._lock:
+            stale, self._stale = self._stale, []
+            return stale
+
+    def read(self, names: Iterable[str]) -> Iterator[Segment]:
+        """The named journal files, in the order given: a checkpoint as one Segment listing its
+        ``objects`` rows, with its other rows as entries (deletions left out). A missing one
+        (retired since it was listed: a checkpoint has its records) or an unreadable one (logged)
+        is left out."""
+        return self._read(names, listing_only=False)
+
+    def _read(self, names: Iterable[str], *, listing_only: bool) -> Iterator[Segment]:
+        names = list(names)
+        for start in range(0, len(names), _READ_BATCH):
+            batch = names[start : start + _READ_BATCH]
+            for name, data in zip(batch, self.blobs.read_many(layout.segment_key(n) for n in batch)):
+                if isinstance(data, Missing):
+                    continue
+                try:
+                    if layout.is_checkpoint_name(name):
+                        yield _checkpoint_segment(name, data, listing_only=listing_only)
+                    elif listing_only:
+                        yield Segment(name, parse_listing(name, data), [])
+                    else:
+                        yield parse(name, data)
+                except CorruptObject as exc:
+                    log.warning("skipping unreadable journal file: %s", exc)
+
+
+def _checkpoint_segment(name: str, data: bytes, *, listing_only: bool) -> Segment:
+    """A checkpoint read as a segment would be: its objects rows as the listing, the rest of its
+    rows (not its deletions) as entries."""
+    from objstore.repo import checkpoint as ckpt
+
+    head, blocks = ckpt.parse(name, data)
+    listing: Listing = []
+    entries: list[Any] = []
+    for block in blocks:
+        if block.table != "objects" and listing_only:
+            continue
+        op = "add" if block.multi else "put"
+        for k, v, f in zip(block.keys, block.values, block.flags or [0] * len(block.keys)):
+            if f & ckpt.TOMB:
+                continue
+            if block.table == "objects":
+                listing.append([k.decode(), v.decode()])
+            else:
+                entries.append([op, block.table, k.decode(), v.decode()])
+    return Segment(name, listing, entries, head.derived)
+
+
+__all__ = ["Journal", "Segment", "encode", "decode", "parse", "parse_listing", "index_entries", "valid_entries", "KIND", "FORMAT"]

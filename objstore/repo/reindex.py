@@ -15,6 +15,7 @@ from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import journal
 from objstore.repo.evals import EvalHeads
+from objstore.repo.objects import ObjectReader
 from objstore.store import ObjectStore
 
 log = logging.getLogger("objstore.repo")
@@ -128,4 +129,60 @@ class Reindexer:
             progress("evals", stats["evals"])
 
 
-__all__ = ["Reindexer"]
+def rederive(objects: ObjectReader, index: Index, listing: list[list[str]]) -> int:
+    """Derive again the index entries of listed objects (those of journal segments written
+    with an older model.DERIVATION); how many objects. A value stored loose may be huge: only
+    its header is read."""
+    done = 0
+    for start in range(0, len(listing), _SCAN_BATCH):
+        batch = listing[start : start + _SCAN_BATCH]
+        ids = [oid for oid, _ in batch]
+        where = index.get_many("packed", ids)
+        whole = [oid for (oid, kind), loc in zip(batch, where) if kind != model.VALUE or not isinstance(loc, Missing)]
+        entries: list[IndexEntry] = []
+        try:
+            got = dict(zip(whole, objects.get_many(whole)))
+        except CorruptObject:
+            got = {oid: _one(objects, oid) for oid in whole}
+        for oid in ids:
+            item = got[oid] if oid in got else _value_head(objects, oid)
+            if isinstance(item, Missing):
+                continue
+            try:
+                entries.extend(model.derive_entries(item[0], oid, item[1]))
+                done += 1
+            except CorruptObject as exc:
+                log.warning("rederive: skipping %s", exc)
+        index.apply(journal.valid_entries(index, entries, "rederive"), prechecked=True)
+    return done
+
+
+def _one(objects: ObjectReader, oid: str) -> Any:
+    try:
+        return objects.get(oid)
+    except (ObjectNotFound, CorruptObject) as exc:
+        log.warning("rederive: skipping %s", exc)
+        return MISSING
+
+
+def _value_head(objects: ObjectReader, oid: str) -> Any:
+    """(kind, header + NUL) of a loose value, read only as far as its header."""
+    try:
+        kind, _, chunks = objects.open_stream(oid)
+        head = bytearray()
+        try:
+            for chunk in chunks:
+                head += chunk
+                if b"\0" in head:
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        return kind, bytes(head[: head.index(b"\0") + 1]) if b"\0" in head else bytes(head)
+    except (ObjectNotFound, CorruptObject) as exc:
+        log.warning("rederive: skipping %s", exc)
+        return MISSING
+
+
+__all__ = ["Reindexer", "rederive"]

@@ -41,7 +41,7 @@ from objstore.repo.flush import Flusher, FlushPolicy
 from objstore.repo.index_dir import default_index_dir, normalize_url
 from objstore.repo.journal import Journal, Progress
 from objstore.repo.objects import ObjectReader
-from objstore.repo.reindex import Reindexer
+from objstore.repo.reindex import Reindexer, rederive
 from objstore.repo.repair import DamageLedger
 from objstore.repo.valuestore import ValueStores, scheme_of
 from objstore.store import open_blobs
@@ -360,6 +360,27 @@ class Repository:
             return MISSING
         return self.index.get(table, key)
 
+    def lookup_many(self, table: str, keys: Iterable[str]) -> list[str | Missing]:
+        """``lookup`` for many keys in one index read (input order kept)."""
+        keys = list(keys)
+        if self.buffer.idle():
+            try:
+                return self.index.get_many(table, keys)
+            except (ValueError, TypeError):  # a key the index cannot hold: one by one below
+                pass
+        out: list[str | Missing] = [MISSING] * len(keys)
+        todo = []
+        for i, key in enumerate(keys):
+            value = self.buffer.lookup(table, key)
+            if value is not None:
+                out[i] = value
+            elif indexable(key):
+                todo.append(i)
+        if todo:
+            for i, value in zip(todo, self.index.get_many(table, [keys[i] for i in todo])):
+                out[i] = value
+        return out
+
     def lookup_all(self, table: str, key: str) -> list[str]:
         """Every value of a multi-table key, unflushed writes included, sorted."""
         pending = self.buffer.lookup_all(table, key)
@@ -386,11 +407,15 @@ class Repository:
 
     def refresh(self, progress: Progress | None = None) -> int:
         """Ingest the journal segments this index has not seen yet; how many. (Also picks up
-        damage other processes sharing the index found or repaired.) Past the repository's
+        damage other processes sharing the index found or repaired.) Objects listed by a segment
+        or checkpoint of an older derivation get their entries derived again (model.DERIVATION). Past the repository's
         compact_threshold of segments no checkpoint covers, start compacting them in the
         background (format 3.0)."""
         started = time.monotonic()
         done = self.journal.refresh(progress)
+        stale = self.journal.take_stale()
+        if stale:
+            rederive(self.objects, self.index, stale)
         self.damage.reload()
         self._last_refresh = now = time.monotonic()
         self._refresh_cost = now - started
@@ -452,6 +477,22 @@ class Repository:
                 self.compactor.retire(self.compactor.retirable(survey(self.blobs), grace=DEFAULT_GRACE))
         except Exception as exc:  # a compaction is an optimisation: never the caller's failure
             log.warning("%s: background journal compaction failed: %s", self.url, exc)
+
+    def applied_segments(self) -> set[str]:
+        """The journal segments this index has ingested (or written)."""
+        return self.index.segments()
+
+    def read_segments(self, names: Iterable[str]) -> Iterator[journal_mod.Segment]:
+        """The named journal files as stored (what each lists, its entries), in the order given;
+        a checkpoint as one segment of its rows, a segment gone since (retired: the checkpoint
+        covering it has its records) left out. For derived views kept beside the
+        index (redun's SQL replica) that catch up with the segments they have not seen."""
+        return self.journal.read(names)
+
+    def read_segment_listings(self, names: Iterable[str]) -> Iterator[tuple[str, list[list[str]]]]:
+        """(name, [[object id, kind], ...]) of the named segments, in the order given, without
+        their index entries (read_segments, much cheaper: a first build of a derived view)."""
+        return self.journal.read_listings(names)
 
     def reindex(self, *, full_scan: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Clear the index and rebuild it from journal/ (and, with full_scan, objects/ + evals/)."""
