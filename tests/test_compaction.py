@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from maint_helpers import cli, library, make_env, out, populate, snapshot, value
+from maint_helpers import cli, library, make_env, one_line_error, out, populate, snapshot, value
 
 from objstore import codec, hashing, layout
 from objstore.errors import FormatError
@@ -245,3 +245,32 @@ def test_gc_compacts_the_journal_and_a_new_client_reads_the_checkpoint(tmp_path)
     oid, _, payload = made[3]
     assert cli(["cat-object", "--raw", oid], tmp_path, e2, check=0).stdout == payload
     assert cli(["fsck"], tmp_path, e2).returncode == 0
+
+
+def test_a_sync_carries_a_compacted_journal_and_refuses_a_destination_that_cannot_read_it(tmp_path):
+    """Sync copies journal checkpoints (whose sources gc removed) like segments, after the
+    objects they name; a destination of format 2.x would ignore them, so it is refused."""
+    env = make_env(tmp_path)
+    cli(["init"], tmp_path, env, check=0)
+    url = str(tmp_path / ".objstore")
+    with library(url, env) as repo:
+        made = populate(repo, flushes=6)
+        heads = dict(repo.index.scan("evals"))
+    cli(["gc", "--grace", "0"], tmp_path, env, check=0)
+    assert all(n.endswith(".ckpt") for n in os.listdir(tmp_path / ".objstore" / "journal"))
+    old = tmp_path / "old"
+    cli(["init", str(old)], tmp_path, env, check=0)
+    cli(["--repo", str(old), "db", "downgrade", "2.1"], tmp_path, env, check=0)
+    refused = cli(["sync", url, str(old)], tmp_path, env)
+    one_line_error(refused, 1, "cannot hold journal checkpoints")
+    assert not [p for p in old.rglob("*") if p.is_file() and p.name != "objstore.json"]  # nothing copied
+    dst = tmp_path / "dst"
+    cli(["init", str(dst)], tmp_path, env, check=0)
+    cli(["sync", url, str(dst)], tmp_path, env, check=0)
+    assert any(n.endswith(".ckpt") for n in os.listdir(dst / "journal"))
+    e2 = dict(env, OBJSTORE_INDEX_DIR=str(tmp_path / "fresh-index"))
+    for oid, _, payload in made:
+        assert cli(["--repo", str(dst), "cat-object", "--raw", oid], tmp_path, e2, check=0).stdout == payload
+    with Repository.open(str(dst), index_dir=str(tmp_path / "fresh-index")) as copy:
+        assert dict(copy.index.scan("evals")) == heads
+    assert cli(["--repo", str(dst), "fsck"], tmp_path, e2).returncode == 0

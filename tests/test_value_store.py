@@ -119,3 +119,32 @@ def test_metadata_on_a_local_disk_and_values_on_s3(tmp_path, s3_server):
     code, doc = fsck_json(tmp_path, env)
     assert code == 0 and doc["checked"]["values in value stores"] == len(keys)
     assert os.listdir(repo / "journal")
+
+
+def test_a_sync_copies_values_from_a_value_store_the_destination_does_not_share(tmp_path):
+    """A value the source keeps at its second URL reaches a destination that does not use that
+    store (as a loose object), so the copy stays whole after the source's store is gone; a
+    destination whose value store is the same URL needs no copy."""
+    env = make_env(tmp_path)
+    redun_project(tmp_path, env)
+    cli(["config", "value_store_url", str(tmp_path / "values")], tmp_path, env, check=0)
+    cli(["config", "value_store_min_size", "100000"], tmp_path, env, check=0)
+    first = redun_run(tmp_path, env, "--x", "3", "--big", BIG)
+    big_ids = {p.parent.name + p.name for p in _store_files(tmp_path / "values")}
+    assert big_ids
+    shared = tmp_path / "shared"
+    cli(["init", str(shared)], tmp_path, env, check=0)
+    cli(["--repo", str(shared), "config", "value_store_url", str(tmp_path / "values")], tmp_path, env, check=0)
+    cli(["sync", str(tmp_path / ".objstore"), str(shared)], tmp_path, env, check=0)
+    assert not any((shared / layout.object_key(oid)).exists() for oid in big_ids)  # the store has them
+    dst = tmp_path / "dst"
+    cli(["init", str(dst)], tmp_path, env, check=0)
+    cli(["sync", str(tmp_path / ".objstore"), str(dst)], tmp_path, env, check=0)
+    assert all((dst / layout.object_key(oid)).exists() for oid in big_ids)
+    for p in _store_files(tmp_path / "values"):
+        p.unlink()
+    e2 = dict(env, OBJSTORE_INDEX_DIR=str(tmp_path / "dst-index"))
+    for oid in big_ids:
+        assert cli(["--repo", str(dst), "cat-object", "-t", oid], tmp_path, e2, check=0).stdout.strip() == b"value"
+    assert cli(["--repo", str(dst), "fsck"], tmp_path, e2).returncode == 0
+    assert first.returncode == 0

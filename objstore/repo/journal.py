@@ -336,7 +336,7 @@ class Journal:
                     continue
                 try:
                     if layout.is_checkpoint_name(name):
-                        yield _checkpoint_segment(name, data, listing_only=listing_only)
+                        yield checkpoint_segment(name, data, listing_only=listing_only)
                     elif listing_only:
                         yield Segment(name, parse_listing(name, data), [])
                     else:
@@ -345,7 +345,7 @@ class Journal:
                     log.warning("skipping unreadable journal file: %s", exc)
 
 
-def _checkpoint_segment(name: str, data: bytes, *, listing_only: bool) -> Segment:
+def checkpoint_segment(name: str, data: bytes, *, listing_only: bool) -> Segment:
     """A checkpoint read as a segment would be: its objects rows as the listing, the rest of its
     rows (not its deletions) as entries."""
     from objstore.repo import checkpoint as ckpt
@@ -367,4 +367,4 @@ def _checkpoint_segment(name: str, data: bytes, *, listing_only: bool) -> Segmen
     return Segment(name, listing, entries, head.derived)
 
 
-__all__ = ["Journal", "Segment", "encode", "decode", "parse", "parse_listing", "index_entries", "valid_entries", "KIND", "FORMAT"]
+__all__ = ["Journal", "Segment", "encode", "decode", "parse", "parse_listing", "checkpoint_segment", "index_entries", "valid_entries", "KIND", "FORMAT"]

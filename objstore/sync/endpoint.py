@@ -28,6 +28,7 @@ class Endpoint:
     root: str
     blobs: BlobStore
     format: dict[str, Any]
+    storage_options: dict[str, Any] | None = None
     _refs: refs_pkg.RefStore | None = field(default=None, repr=False)
 
     @property
@@ -39,6 +40,17 @@ class Endpoint:
     @property
     def holds_packs(self) -> bool:
         return fmt.writes_packs(self.format)
+
+    @property
+    def holds_checkpoints(self) -> bool:
+        return fmt.allows(self.format, fmt.CHECKPOINTS)
+
+    @property
+    def value_store_url(self) -> str | None:
+        """Where its writers put big values (format 2.1 settings), or None."""
+        if not fmt.allows(self.format, fmt.VALUE_STORE):
+            return None
+        return fmt.settings_of(self.format, self.url).value_store_url or None
 
     @property
     def writes_eval_files(self) -> bool:
@@ -59,7 +71,7 @@ def open_endpoint(url: str, storage_options: dict | None = None, *, role: str = 
         doc = codec.parse_json(raw, object_id=layout.FORMAT_FILE)
     except CorruptObject as exc:
         raise FormatError(f"{url}: {layout.FORMAT_FILE} is not valid JSON ({exc.reason})") from None
-    return Endpoint(url, fs, root, blobs, fmt.check(doc, url))
+    return Endpoint(url, fs, root, blobs, fmt.check(doc, url), storage_options)
 
 
 @dataclass

@@ -26,13 +26,14 @@ from typing import BinaryIO, Protocol
 
 import refs as refs_pkg
 from objstore import codec, layout, pack
-from objstore.errors import ConcurrentUpdate, CorruptObject, FormatError
+from objstore.errors import ConcurrentUpdate, CorruptObject, FormatError, ObjstoreError
 from objstore.format import show
 from objstore.ids import is_hash
 from objstore.missing import Missing
 from objstore.model import handle as handle_kind
 from objstore.repo import journal as journal_mod
 from objstore.repo.evals import parse_head
+from objstore.repo.valuestore import ValueStores, scheme_of
 from objstore.sync.endpoint import Endpoint, Listing, list_files
 
 log = logging.getLogger("objstore.sync")
@@ -113,6 +114,13 @@ def plan(src: Endpoint, dst: Endpoint) -> Plan:
         return sorted((k, n) for k, n in mine.items() if k not in theirs)
 
     packs = missing(have.packs, other.packs)
+    journal = missing(have.journal, other.journal)
+    if not dst.holds_checkpoints and any(layout.is_checkpoint_name(k.rsplit("/", 1)[-1]) for k, _ in journal):
+        raise FormatError(
+            f"destination {dst.url} is format {show(dst.format['version'])}, which cannot hold journal "
+            f"checkpoints (the source's journal is compacted); upgrade it first (`objstore --repo {dst.url} "
+            "db upgrade`, once every worker using it runs an objstore that reads format 3.0)"
+        )
     if packs and not dst.holds_packs:
         raise FormatError(
             f"destination {dst.url} is format {show(dst.format['version'])}, which cannot hold pack "
@@ -121,7 +129,7 @@ def plan(src: Endpoint, dst: Endpoint) -> Plan:
         )
     return Plan(
         src, dst, packs, missing(have.loose, other.loose), missing(have.evals, other.evals),
-        missing(have.journal, other.journal), plan_refs(src, dst), other,
+        journal, plan_refs(src, dst), other,
     )  # fmt: skip
 
 
@@ -184,6 +192,8 @@ class _Copier:
         # What the destination holds (or will once this copy is done), for the segment check.
         self.dst_packs = set(p.dst_files.packs)
         self.dst_loose = set(p.dst_files.loose)
+        self.dst_value_store = p.dst.value_store_url
+        self._value_stores: ValueStores | None = None
 
     def _phase(self, name: str, items: list[tuple[str, int]]) -> None:
         if self.reporter is not None and items:
@@ -344,31 +354,87 @@ class _Copier:
             self._advance(len(ready), sum(len(d) for _, d in ready), 0)
 
     def check_segment(self, key: str, data: bytes) -> list:
-        """The segment's entries, once every object it names is known to be at the destination."""
+        """The entries of a journal file (a segment, or a checkpoint read as one), once every
+        object it names is known to be at the destination. A value the source keeps in a value
+        store the destination does not use is copied in as a loose object first (the entry's
+        store stays the first place a reader looks; the loose copy is where it finds it here)."""
         name = key[len(layout.JOURNAL) + 1 :]
-        listing, entries = journal_mod.decode(name, data)
-        packed = {
-            e[2]: e[3]
-            for e in entries
-            if isinstance(e, list) and len(e) == 4 and e[:2] == ["put", "packed"] and isinstance(e[3], str)
-        }
+        if layout.is_checkpoint_name(name):
+            segment = journal_mod.checkpoint_segment(name, data, listing_only=False)
+            listing, entries = segment.listing, segment.entries
+        else:
+            listing, entries = journal_mod.decode(name, data)
+        packed: dict[str, str] = {}
+        stored: dict[str, str] = {}
+        for e in entries:
+            if isinstance(e, list) and len(e) == 4 and e[0] == "put" and isinstance(e[3], str):
+                if e[1] == "packed":
+                    packed[e[2]] = e[3]
+                elif e[1] == "value_store":
+                    stored[e[2]] = e[3]
         absent = 0
         example = ""
+        fetch: dict[str, list[str]] = {}
         for object_id, _ in listing:
             where = packed.get(object_id)
             if where is not None:
                 ok = layout.pack_key(pack.Location.parse(where, object_id=object_id).pack) in self.dst_packs
             else:
                 ok = layout.object_key(object_id) in self.dst_loose
+                store = stored.get(object_id)
+                if not ok and store is not None:
+                    ok = store == self.dst_value_store  # a store both sides use holds it already
+                    if not ok:
+                        fetch.setdefault(store, []).append(object_id)
+                        continue
             if not ok:
                 absent += 1
                 example = example or object_id
+        for store_url, ids in fetch.items():
+            lost = self._copy_from_value_store(store_url, ids)
+            absent += len(lost)
+            example = example or (lost[0] if lost else "")
         if absent:
             raise CorruptObject(
                 f"journal/{name}", f"{absent} of the objects it names are missing (e.g. {example}); "
                 "the segment is kept back so the destination never lists an absent object"
             )
         return [e for e in entries if isinstance(e, list) and len(e) == 4]
+
+    def _copy_from_value_store(self, url: str, ids: list[str]) -> list[str]:
+        """Copy these values from the source's value store at ``url`` into the destination as
+        loose objects (each checked); the ids that could not be copied."""
+        if self._value_stores is None:
+            src = self.p.src
+
+            def options_for(store_url: str) -> dict | None:
+                return src.storage_options if scheme_of(store_url) == scheme_of(src.url) else None
+
+            self._value_stores = ValueStores(options_for)
+        try:
+            blobs = self._value_stores.store(url).blobs
+        except (ValueError, ObjstoreError) as exc:
+            self._skip(f"the value store {url}: cannot be opened ({exc})")
+            return ids
+        keys = [layout.object_key(i) for i in ids]
+        ready: list[tuple[str, bytes]] = []
+        lost: list[str] = []
+        for object_id, key, data in zip(ids, keys, blobs.read_many(keys)):
+            if isinstance(data, Missing):
+                lost.append(object_id)
+                continue
+            try:
+                self.check_loose(key, data)
+            except CorruptObject as exc:
+                self._skip(f"{url}/{key}: damaged in the value store ({exc})")
+                lost.append(object_id)
+                continue
+            ready.append((key, data))
+        self.dst.create_many(ready)
+        self.dst_loose.update(k for k, _ in ready)
+        self.result.loose += len(ready)
+        self._advance(0, sum(len(d) for _, d in ready), len(ready))
+        return lost
 
     def refs(self) -> None:
         dst = self.p.dst.refs
