@@ -326,3 +326,19 @@ def test_derive_entries_rejects_malformed_payloads():
     with pytest.raises(CorruptObject):
         model.derive_entries(model.VALUE, "a" * 40, b"no header")
     assert set(model.TABLES) >= {"objects", "evals", "cse", "calls_by_eval", "tag_children"}
+
+
+def test_a_writer_trusts_what_it_wrote_only_until_a_read_finds_it_damaged(prov):
+    """has() answers from a per-process memo of what it wrote or found listed (no index read),
+    but once a read finds an object lost, the memo no longer hides it: it is written again."""
+    spec = value("memo me")
+    prov.values.record_value(spec, [])
+    prov.flush()
+    assert prov.core.has(spec.value_hash) and prov.core.has_kind(spec.value_hash, model.VALUE)
+    other = value("listed, never written here")
+    assert not prov.core.has(other.value_hash)
+    prov.core.repo.damage.loose_missing([spec.value_hash])  # what a read that found it gone records
+    assert not prov.core.has(spec.value_hash) and not prov.core.has_kind(spec.value_hash, model.VALUE)
+    prov.values.record_value(spec, [])  # the next writer that has it writes it again ...
+    prov.flush()
+    assert prov.core.has(spec.value_hash)  # ... and the flush strikes it off the ledger

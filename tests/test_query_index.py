@@ -45,7 +45,7 @@ def main(path: str) -> list:
 def recorded(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = str(tmp_path / "repo")
-    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "writer"))
+    backend = ObjstoreBackend(url, index_dir=str(tmp_path / "writer"), create=True)
     Scheduler(config=Config({"scheduler": {"ignore_warnings": "namespace"}}), backend=backend).run(main("a.txt"))
     backend.close()
     return url

@@ -46,7 +46,7 @@ def scheduler(backend) -> Scheduler:
 
 @pytest.fixture
 def backend(tmp_path):
-    b = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "index"))
+    b = ObjstoreBackend(str(tmp_path / "repo"), index_dir=str(tmp_path / "index"), create=True)
     yield b
     b.close()
 
@@ -185,7 +185,7 @@ def test_tag_supersession_and_handle_validity(backend):
 def test_another_repository_rebuilds_the_replica(tmp_path):
     path = tmp_path / "replica.sqlite"
     for name, n in (("one", 3), ("two", 5)):
-        b = ObjstoreBackend(str(tmp_path / name), index_dir=str(tmp_path / f"index-{name}"))
+        b = ObjstoreBackend(str(tmp_path / name), index_dir=str(tmp_path / f"index-{name}"), create=True)
         scheduler(b).run(fan(n))
         b.flush()
         r = Replica(b.prov, path=path)

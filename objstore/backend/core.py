@@ -19,6 +19,7 @@ from objstore.model.schema import IndexEntry
 from objstore.repo import Repository
 
 log = logging.getLogger("objstore.backend")
+_PRESENT_MAX = 1_000_000
 
 
 class Core:
@@ -28,9 +29,11 @@ class Core:
         self.repo = repo
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
-        # Objects the index lists but a read found nowhere (a lost pack, a value its store lost):
-        # treated as absent, so the next record of one writes it again instead of trusting the
-        # index forever (repair by rewriting).
+        # Ids this process wrote or found listed: a writer asks has() of the same value several
+        # times per job (its result, then the call node's), and an index read per question was
+        # a third of the backend's own cost on a first run. Trusted only while the repository
+        # knows of no damage (a damaged id must be written again: repair by rewriting).
+        self._present: dict[str, str] = {}  # id -> kind
 
     # -- index reads --------------------------------------------------------------------------
 
@@ -43,7 +46,22 @@ class Core:
     def has(self, object_id: str) -> bool:
         """Whether the object is recorded, so a writer may skip it: False for one a read found
         missing or damaged (until rewritten), which is how a re-run repairs the repository."""
-        return self.lookup("objects", object_id) is not MISSING and not self.repo.needs_rewrite(object_id)
+        return self.kind_present(object_id) is not None
+
+    def kind_present(self, object_id: str) -> str | None:
+        """The kind of a recorded object a writer may skip, else None (see ``has``)."""
+        if object_id in self._present and not self.repo.has_damage():
+            return self._present[object_id]
+        kind = self.lookup("objects", object_id)
+        if kind is MISSING or self.repo.needs_rewrite(object_id):
+            return None
+        self._note_present(object_id, kind)
+        return kind
+
+    def _note_present(self, object_id: str, kind: str) -> None:
+        if len(self._present) >= _PRESENT_MAX:
+            self._present.clear()  # a memo, not a record: starting over only costs index reads
+        self._present[object_id] = kind
 
     def kind_of(self, object_id: str) -> Any:
         """The kind the index lists (damaged or not: what the object is, not whether it reads)."""
@@ -51,7 +69,7 @@ class Core:
 
     def has_kind(self, object_id: str, kind: str) -> bool:
         """``has`` for an object of one kind."""
-        return self.lookup("objects", object_id) == kind and not self.repo.needs_rewrite(object_id)
+        return self.kind_present(object_id) == kind
 
     def needs_rewrite(self, object_id: str) -> bool:
         return self.repo.needs_rewrite(object_id)
@@ -152,6 +170,7 @@ class Core:
     def add(self, kind: str, object_id: str, payload: bytes, entries: list[IndexEntry] | None = None) -> None:
         """Buffer an object; ``entries`` (from a kind's ``build``) spare re-parsing it."""
         self.repo.add(object_id, kind, payload, entries)
+        self._note_present(object_id, kind)
         self._remember(object_id, kind, payload)
 
     def note(self, entries: list[IndexEntry]) -> None:

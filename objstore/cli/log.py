@@ -199,7 +199,7 @@ def answer(args, ctx, q) -> tuple[str, Any]:
                 raise UsageError(f"give the id once: --{flag.replace('_', '-')} {given} or {target}")
             target, by_flag = given, True
     spec = list_spec(args, q)
-    if target:
+    if target is not None:  # `log ''` is a bad id, not "list executions"
         if not by_flag and _looks_like_path(target):
             found = file_detail(q, path_spellings(target, str(ctx.cwd)))
             if found is not None:

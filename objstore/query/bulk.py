@@ -48,10 +48,20 @@ class Cached:
     # -- damage ------------------------------------------------------------------------------
 
     def damaged(self, object_id: str, what: str, exc: Exception | None = None) -> None:
-        """Note an object that could not be read; the query goes on without it."""
+        """Note an object that could not be read, and why (its pack is gone, it is damaged...);
+        the query goes on without it."""
+        if exc is None:
+            exc = self._why_unreadable(object_id)
         text = f"{what} {object_id} is unreadable" + (f": {exc}" if exc else "")
         if text not in self.problems:
             self.problems.append(text)
+
+    def _why_unreadable(self, object_id: str) -> Exception | None:
+        try:
+            self.core.get(object_id)
+        except (ObjectNotFound, CorruptObject) as exc:
+            return exc
+        return None
 
     # -- tasks -------------------------------------------------------------------------------
 
