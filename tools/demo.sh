@@ -2,9 +2,10 @@
 # The README's first command: objstore as redun's backend, end to end, on a fresh machine.
 #   bash tools/demo.sh
 # Creates (or reuses) .venv, installs objstore with redun, copies examples/compile into demo/
-# (gitignored; recreated every time), builds two C programs with `redun run`, edits the shared
-# lib.c, builds again (only what depends on lib.c runs), runs both programs and shows the
-# provenance objstore recorded.
+# (gitignored; recreated every time; $DEMO_DIR elsewhere), creates its repository with
+# `objstore init` (redun never creates one silently), builds two C programs with `redun run`,
+# edits the shared lib.c, builds again (only what depends on lib.c runs), runs both programs
+# and shows the provenance objstore recorded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -24,9 +25,13 @@ if ! .venv/bin/python -c "import objstore.redun, redun" >/dev/null 2>&1; then
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
 
-rm -rf demo
-cp -r examples/compile demo
-cd demo
+DEMO_DIR="${DEMO_DIR:-$ROOT/demo}"
+rm -rf "$DEMO_DIR"
+cp -r examples/compile "$DEMO_DIR"
+cd "$DEMO_DIR"
+
+say "objstore init (the repository redun records into: ./.objstore)"
+objstore init
 
 say "first build: redun run workflow.py make"
 redun run workflow.py make
