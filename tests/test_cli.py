@@ -271,3 +271,19 @@ def test_progress_draws_on_a_terminal_and_nothing_on_a_pipe():
     out = term.getvalue()
     assert "push: objects" in out and "120 objects" in out and "B/s" in out and "4.00M" in out
     assert isinstance(Context, type)
+
+
+def test_the_cli_and_a_redun_process_share_one_index_under_xdg_cache_home(tmp_path):
+    """One rule for the index directory: with $XDG_CACHE_HOME set, `redun run` (the adapter)
+    and `objstore log` (the CLI) open the same index there, and nothing under ~/.cache."""
+    from maint_helpers import cli, make_env, redun_project, redun_run
+
+    cache = tmp_path / "xdg"
+    env = make_env(tmp_path, XDG_CACHE_HOME=str(cache))
+    redun_project(tmp_path, env)
+    redun_run(tmp_path, env, "--x", "2")
+    listed = cli(["log"], tmp_path, env, check=0).stdout.decode()
+    assert listed.count("Exec ") == 1
+    indexes = [p for p in (cache / "objstore").rglob("data.mdb")]
+    assert len(indexes) == 1, indexes
+    assert not (tmp_path / "home" / ".cache" / "objstore").exists()
