@@ -423,3 +423,12 @@ def test_fsck_in_worker_processes_reports_what_one_process_reports(repo_dir, tmp
     strip = lambda doc: sorted((p["where"], p["what"], p["object"]) for p in doc["problems"])  # noqa: E731
     assert strip(one[1]) == strip(two[1]) and any(p[2] == made[5][0] for p in strip(one[1]))
     assert one[1]["checked"] == two[1]["checked"]
+
+
+def test_named_remotes_config_is_part_of_the_repository_not_a_foreign_file(tmp_path):
+    env = make_env(tmp_path)
+    cli(["init"], tmp_path, env, check=0)
+    cli(["repo", "add", "team", str(tmp_path / "elsewhere")], tmp_path, env, check=0)
+    assert (tmp_path / ".objstore" / "config.json").exists()
+    code, doc = fsck_json(tmp_path, env)
+    assert code == 0 and not [p for p in doc["problems"] if "config.json" in json.dumps(p)], doc["problems"]

@@ -12,7 +12,7 @@ from objstore.ids import is_hash
 from objstore.repo import Repository
 
 # What may stand at the top of a repository.
-TOP = {layout.FORMAT_FILE, layout.OBJECTS, layout.EVALS, layout.JOURNAL, layout.REFS, layout.LOST_FOUND}
+TOP = {layout.FORMAT_FILE, layout.CONFIG_FILE, layout.CONFIG_FILE + ".lock", layout.OBJECTS, layout.EVALS, layout.JOURNAL, layout.REFS, layout.LOST_FOUND}
 REF_LOCK_SUFFIX = ".lock"
 
 
