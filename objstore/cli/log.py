@@ -173,6 +173,8 @@ def cmd_log(args, ctx) -> int:
             if as_json:
                 if kind == "records":  # each record carries its _type (JobNode, TaskInfo, ...)
                     result = [record for _, record in result]
+                elif kind == "tree" and args.limit:
+                    result = limit_tree(result, args.limit)
                 json.dump(to_jsonable(result), stream, indent=2, sort_keys=True)
                 stream.write("\n")
             else:
@@ -180,6 +182,24 @@ def cmd_log(args, ctx) -> int:
         for problem in q.problems:
             ctx.warn(problem)
     return 0
+
+
+def limit_tree(tree, limit: int):
+    """The tree with its first ``limit`` jobs (depth first, as the text prints them), for --json."""
+    import dataclasses
+
+    budget = [limit]
+
+    def cut(job):
+        budget[0] -= 1
+        kept = []
+        for child in job.children:
+            if budget[0] <= 0:
+                break
+            kept.append(cut(child))
+        return dataclasses.replace(job, children=kept)
+
+    return tree if tree.root is None else dataclasses.replace(tree, root=cut(tree.root))
 
 
 def answer(args, ctx, q) -> tuple[str, Any]:
@@ -200,7 +220,7 @@ def answer(args, ctx, q) -> tuple[str, Any]:
             target, by_flag = given, True
     spec = list_spec(args, q)
     if target is not None:  # `log ''` is a bad id, not "list executions"
-        if not by_flag and _looks_like_path(target):
+        if not by_flag and target and _looks_like_path(target):
             found = file_detail(q, path_spellings(target, str(ctx.cwd)))
             if found is not None:
                 return "file", found
