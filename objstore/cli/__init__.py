@@ -374,10 +374,12 @@ def main(
     try:
         return int(args.func(args, ctx) or 0)
     except UsageError as exc:
+        warnings[0].write(stderr)
         parser.print_usage(stderr)
         stderr.write(f"{PROG}: error: {one_line(exc)}\n")
         return 2
     except handled as exc:
+        warnings[0].write(stderr)
         stderr.write(f"{PROG}: error: {one_line(exc)}\n")
         return 1
     except KeyboardInterrupt:

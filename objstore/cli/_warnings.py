@@ -40,8 +40,12 @@ class Warnings(logging.Handler):
         return out
 
     def write(self, stream: TextIO) -> None:
+        """Print the warnings so far, once (a command that fails prints them before its one
+        error line, so the error is always the last line)."""
         for text in self.lines():
             stream.write(f"objstore: warning: {text}\n")
+        self.noted.clear()
+        self.logged.clear()
 
 
 def install() -> tuple[Warnings, logging.Logger, bool]:
