@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import pkgutil
 import sys
@@ -219,33 +218,26 @@ class Context:
         return default_index_dir(url, self.cache_home())
 
     def storage_options(self) -> dict[str, Any] | None:
-        raw = self.environ.get("OBJSTORE_STORAGE_OPTIONS")
-        where = "OBJSTORE_STORAGE_OPTIONS"
-        if not raw and self.redun and self.redun.get("objstore_storage_options"):
-            raw, where = self.redun["objstore_storage_options"], "redun.ini objstore_storage_options"
-        if not raw:
-            return None
-        try:
-            options = json.loads(raw)
-        except ValueError as exc:
-            raise UsageError(f"{where} is not valid JSON: {exc}") from None
-        if not isinstance(options, dict):
-            raise UsageError(f"{where} must be a JSON object")
-        return options
+        """fsspec options of the repository: $OBJSTORE_STORAGE_OPTIONS, else redun.ini's."""
+        return self._json_setting("OBJSTORE_STORAGE_OPTIONS", "objstore_storage_options")
 
     def value_store_options(self) -> dict[str, Any] | None:
-        """$OBJSTORE_VALUE_STORE_OPTIONS: fsspec options for the repository's value store (by
-        default the repository's own when both are the same kind of storage)."""
-        raw = self.environ.get("OBJSTORE_VALUE_STORE_OPTIONS")
+        """fsspec options of the repository's value store: $OBJSTORE_VALUE_STORE_OPTIONS, else
+        redun.ini's (by default the repository's own when both are the same kind of storage)."""
+        return self._json_setting("OBJSTORE_VALUE_STORE_OPTIONS", "objstore_value_store_options")
+
+    def _json_setting(self, env_name: str, ini_key: str) -> dict[str, Any] | None:
+        from objstore.redun.config import ConfigError, json_object
+
+        raw, where = self.environ.get(env_name), f"${env_name}"
+        if not raw and self.redun and self.redun.get(ini_key):
+            raw, where = self.redun[ini_key], f"redun.ini {ini_key}"
         if not raw:
             return None
         try:
-            options = json.loads(raw)
-        except ValueError as exc:
-            raise UsageError(f"OBJSTORE_VALUE_STORE_OPTIONS is not valid JSON: {exc}") from None
-        if not isinstance(options, dict):
-            raise UsageError("OBJSTORE_VALUE_STORE_OPTIONS must be a JSON object")
-        return options
+            return json_object(raw, where)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
 
     def open_repo(self, url: str | None = None, **kwargs: Any):
         from objstore.repo import Repository

@@ -88,7 +88,7 @@ def resolve_url(url: str | None, config: Any) -> str:
     return f"memory://objstore-{uuid.uuid4().hex}"
 
 
-def _json_object(text: str, where: str) -> dict[str, Any]:
+def json_object(text: str, where: str) -> dict[str, Any]:
     try:
         found = json.loads(text)
     except ValueError as exc:
@@ -102,10 +102,10 @@ def _options(config: Any, key: str, env_name: str, environ: Mapping[str, str] | 
     config = config or {}
     raw = config.get(key)
     if raw:
-        return raw if isinstance(raw, dict) else _json_object(str(raw), f"[backend] {key}")
+        return raw if isinstance(raw, dict) else json_object(str(raw), f"[backend] {key}")
     env = os.environ if environ is None else environ
     if env.get(env_name):
-        return _json_object(env[env_name], f"${env_name}")
+        return json_object(env[env_name], f"${env_name}")
     return None
 
 
@@ -136,5 +136,5 @@ def index_dir(config: Any, environ: Mapping[str, str] | None = None) -> str | No
 
 __all__ = [
     "URL_KEY", "URI_PREFIX", "DEFAULT_DIRNAME", "ConfigError", "truthy", "resolve_url", "from_uri",
-    "to_uri", "uri_index_dir", "storage_options", "value_store_options", "index_dir",
+    "to_uri", "uri_index_dir", "json_object", "storage_options", "value_store_options", "index_dir",
 ]
