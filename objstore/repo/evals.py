@@ -1,10 +1,12 @@
 """Eval-cache heads: eval_hash -> value_hash, last writer wins.
 
-Every head travels in the journal (an ``evals`` index entry). On shared storage (a bucket, a
-network mount) each head is also a file ``evals/ab/cdef…``, so a worker whose index has not yet
-read another worker's journal still finds that worker's head by its path. On a local disk every
-process shares the index a flush updates, and a file per cached call was most of a first run's
-cost, so there the journal alone carries them.
+Every head travels in the journal (an ``evals`` index entry, kept by checkpoints), and that is
+where a reader finds it: the scheduler's cache check asks the index only, and catches up with
+the journal after a miss (rate-limited), which finds other writers' heads. Earlier versions
+also wrote each head as a file ``evals/ab/cdef…`` on shared storage: one PUT per cached call,
+most of a bucket's per-job bill, for a lookup by path nothing on the scheduler's path makes any
+more. Those files are still read where they exist (``get(by_path=True)``, a full-scan reindex,
+fsck, sync copies them), and ``files=True`` still writes them for a reader that wants them.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class EvalHeads:
         return [("put", "evals", h, v) for h, v in heads.items()]
 
     def write_files(self, heads: dict[str, str]) -> None:
-        """Write a flush's heads as files, where they are kept (shared storage). The flush does
+        """Write a flush's heads as files, when they are kept (``files``: off by default). The flush does
         this after the journal segment that carries the same heads: by then the batch is in the
         repository, so a worker killed here loses nothing, whatever a bucket's PUT per head
         costs; a head file that failed is only a later find for readers by path."""
