@@ -40,30 +40,33 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import fsspec  # noqa: E402
+import s3_requests  # noqa: E402
+import servers  # noqa: E402
 from redun import File, Scheduler, task  # noqa: E402
 from redun.backends.db import RedunBackendDb  # noqa: E402
 from redun.config import Config  # noqa: E402
 
-import s3_requests  # noqa: E402
-import servers  # noqa: E402
 from objstore.redun import ObjstoreBackend  # noqa: E402
 
 redun_namespace = "objstore_bench_requests"
 CONFIG = Config({"scheduler": {"ignore_warnings": "namespace"}})
 LINK_GROUP = 30
+BODIES = [0]  # task bodies run (a cached run must run none)
 
 
 @task()
 def add(a: int, b: int) -> int:
+    BODIES[0] += 1
     return a + b
 
 
@@ -75,6 +78,7 @@ def fanout(n: int) -> list:
 @task()
 def compile_c(c_file: File) -> File:
     """Stands in for `gcc -c`: an object file derived from the source's bytes."""
+    BODIES[0] += 1
     out = File(c_file.path[: -len(".c")] + ".o")
     out.write(b"OBJ\0" + c_file.read("rb")[::-1], "wb")
     return out
@@ -152,6 +156,7 @@ def run_once(backend: Any, workload: Workload) -> tuple[int, float]:
 
     backend.record_job_start = counting
     scheduler = Scheduler(config=CONFIG, backend=backend)
+    BODIES[0] = 0
     t0 = time.perf_counter()
     result = scheduler.run(workload.expr())
     if hasattr(backend, "close"):
@@ -182,6 +187,8 @@ def count_runs(log: s3_requests.RequestLog, server: servers.ServerProcess, tmp: 
             jobs, _ = run_once(backend, workload)
         if jobs != workload.jobs:
             print(f"  note: {workload.name} {run}: {jobs} jobs (expected {workload.jobs})", file=sys.stderr)
+        if run != "first" and BODIES[0]:
+            raise SystemExit(f"{workload.name} {run}: {BODIES[0]} task bodies ran in a cached run")
         rows.append(Row(workload.name, run, jobs, load, body))
         print(f"  counted {workload.name} {run}", file=sys.stderr, flush=True)
     return rows
@@ -221,14 +228,14 @@ def speed(server: servers.ServerProcess, tmp: Path, n: int, repeat: int) -> None
             d = tmp / f"speed-{name}-{i}"
             d.mkdir(parents=True)
             if name == "sqlite":
-                def make() -> Any:
+                def make(d: Path = d) -> Any:
                     b = RedunBackendDb(db_uri=f"sqlite:///{d}/redun.db")
                     b.load(migrate=True)
                     return b
             else:
                 repo = Repo(server, d)
 
-                def make() -> Any:
+                def make(repo: Repo = repo) -> Any:
                     b = repo.backend("index")
                     b.load()
                     return b

@@ -34,22 +34,23 @@ def parse_head(eval_hash: str, raw: bytes) -> str:
 
 
 class EvalHeads:
-    def __init__(self, blobs: BlobStore, index: Index, buffer: WriteBuffer, *, files: bool):
+    def __init__(self, blobs: BlobStore, index: Index, buffer: WriteBuffer, *, files: bool, read_files: bool = True):
         self.blobs = blobs
         self.index = index
         self.buffer = buffer
-        self.files = files
+        self.files = files  # write a file per head
+        self.read_files = files or read_files  # look for one by path (shared storage: older writers')
 
     def get(self, eval_hash: str, *, by_path: bool = True) -> str | Missing:
         """The value hash last recorded for ``eval_hash``: buffer, index, then (shared storage,
-        ``by_path``) its file, remembered in the index once read. A scheduler's cache check
+        ``by_path``) its file if an older writer left one, remembered in the index once read. A scheduler's cache check
         passes by_path=False: a request per miss was most of a bucket's per-job cost, and
         catching up with the journal after a miss (rate-limited) finds other writers' heads."""
         value = self.buffer.lookup("evals", eval_hash)
         if value is not None:
             return value
         found = self.index.get("evals", eval_hash)
-        if not isinstance(found, Missing) or not self.files or not by_path:
+        if not isinstance(found, Missing) or not self.read_files or not by_path:
             return found
         raw = self.blobs.read(layout.eval_key(eval_hash))
         if isinstance(raw, Missing):

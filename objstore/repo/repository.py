@@ -127,7 +127,8 @@ class Repository:
         self._refresh_cost = 0.0
         self.buffer = WriteBuffer()
         self.journal = Journal(self.blobs, self.index, self.writer_id, lock)
-        self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files)
+        self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files,
+                               read_files=shared_storage(fs, root))  # fmt: skip
         self.damage = DamageLedger(self.index, self.store)
         self.value_stores = ValueStores(self._value_store_options, durable=policy.durable)
         self.pack_cache = self._pack_cache(pack_cache_bytes)
