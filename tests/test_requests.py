@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -26,12 +27,15 @@ import s3_requests
 
 from objstore import hashing, layout, model
 from objstore.repo import Repository
+from objstore.repo.repository import CATCH_UP_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import bench_requests as wf  # noqa: E402  (the bench's workloads: one definition for both)
 
-FIRST_MAX, CACHED_MAX = 0.1, 0.1  # requests per job; measured: 0.006 and 0.004 at N=1000
+# Requests per job, plus what time-driven flushes add (measured); measured by the bench at
+# N=1000: 0.006 and 0.004. A request per job of any kind comes back as >= 1.0 and fails.
+FIRST_MAX, CACHED_MAX = 0.1, 0.1
 
 pytestmark = pytest.mark.remote
 
@@ -57,36 +61,42 @@ def run(backend, workload) -> int:
 
 
 def measured(log, make, workload):
+    """(jobs, load counts, run counts, task bodies run, allowance): the allowance is what the
+    time-driven flushes may add on a loaded machine (a pack and a segment per flush interval),
+    per job, so the bounds below pin the per-job cost, not the machine's speed."""
     with log.measure() as load:
         backend = make()
         backend.load()
     with log.measure() as body:
+        started = time.monotonic()
         jobs = run(backend, workload)
-    return jobs, load, body, wf.BODIES[0]
+        elapsed = time.monotonic() - started
+    allowance = 2 * (elapsed / backend.flush_interval + 2) / jobs
+    return jobs, load, body, wf.BODIES[0], allowance
 
 
 @pytest.mark.parametrize("kind", ["fanout", "compile"])
 def test_requests_per_job_first_and_cached(bucket, tmp_path, kind):
     repo, log = bucket
     workload = wf.fanout_workload(300) if kind == "fanout" else wf.compile_workload(tmp_path / "src", 90)
-    jobs, _, first, bodies = measured(log, lambda: repo.backend("ix"), workload)
+    jobs, _, first, bodies, slack = measured(log, lambda: repo.backend("ix"), workload)
     assert jobs == workload.jobs and bodies > 0
-    assert first.total / jobs <= FIRST_MAX, first.by_kind_area
+    assert first.total / jobs <= FIRST_MAX + slack, first.by_kind_area
     assert first.by_area["evals"] == 0  # no eval-head file per job
     assert first.by_kind["HEAD"] == 0 and first.by_kind["GET-range"] == 0
 
-    _, _, cached, bodies = measured(log, lambda: repo.backend("ix"), workload)
+    _, _, cached, bodies, slack = measured(log, lambda: repo.backend("ix"), workload)
     assert bodies == 0
-    assert cached.total / jobs <= CACHED_MAX, cached.by_kind_area
+    assert cached.total / jobs <= CACHED_MAX + slack, cached.by_kind_area
     # The packs this machine wrote are in its pack cache: no read of any cached value.
     assert cached.by_area["objects/pack"] == cached.by_kind_area[("PUT", "objects/pack")]
     assert cached.by_kind["GET-range"] == 0 and cached.by_kind["GET"] == 0
 
     # A second machine (empty index directory): its load reads the journal, then each pack at
     # most once, whatever the number of values in it.
-    _, load, cold, bodies = measured(log, lambda: repo.backend("ix-cold"), workload)
+    _, load, cold, bodies, slack = measured(log, lambda: repo.backend("ix-cold"), workload)
     assert bodies == 0
-    assert cold.total / jobs <= CACHED_MAX, cold.by_kind_area
+    assert cold.total / jobs <= CACHED_MAX + slack, cold.by_kind_area
     packs = len(fsspec.filesystem("s3", **repo.options).ls(f"{repo.url}/objects/pack"))
     assert 1 <= cold.by_kind_area[("GET", "objects/pack")] <= packs
     assert cold.by_kind["GET-range"] == 0
@@ -98,11 +108,14 @@ def test_lookups_of_unknown_ids_do_not_list_the_journal_each(bucket):
     backend = repo.backend("ix")
     backend.load()
     with log.measure() as counts:
+        started = time.monotonic()
         for i in range(200):
             value, found = backend.get_value(hashing.hash_text(f"never recorded {i}"))
             assert not found
+        elapsed = time.monotonic() - started
     # At most one catch-up a second (Repository.catch_up), not one LIST per unknown id.
-    assert counts.by_kind["LIST"] <= 3, counts.by_kind_area
+    assert counts.by_kind["LIST"] <= 2 + elapsed / CATCH_UP_INTERVAL, (elapsed, counts.by_kind_area)
+    assert counts.by_kind["LIST"] < 100
     backend.close()
 
 
@@ -243,3 +256,16 @@ def test_head_files_of_an_older_writer_are_still_found_by_path_reindex_fsck_and_
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr
     assert fs.cat_file(f"{dest}/{layout.eval_key(eval_hash)}") == v[0].encode()
+
+
+def test_a_cache_directory_that_cannot_be_written_only_costs_requests(bucket, tmp_path, caplog):
+    repo, log = bucket
+    values = _write_packs(repo.url, repo.options, tmp_path / "writer", count=2, pack_cache_bytes=0)
+    with Repository.open(repo.url, repo.options, index_dir=tmp_path / "reader") as r:
+        (tmp_path / "reader" / "packs").write_text("in the way")  # mkdir fails: a full or read-only disk
+        with log.measure() as counts:
+            got = [r.get(oid) for oid, _, _ in values] + [r.get(oid) for oid, _, _ in values]
+        assert got == [(kind, payload) for _, kind, payload in values] * 2
+        # Kept in this process's memory instead: each pack fetched once, no error.
+        assert counts.by_kind_area[("GET", "objects/pack")] == 2 and counts.total == 2
+    assert sum("cannot keep pack" in rec.getMessage() for rec in caplog.records) == 1  # said once

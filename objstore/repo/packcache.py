@@ -55,6 +55,7 @@ class PackCache:
         self._in_memory = 0
         self._too_big: set[str] = set()
         self._lock = threading.Lock()
+        self._warned = False
         self.fetched = 0  # whole packs fetched from the repository by this process (tests, benches)
 
     def get(self, name: str) -> bytes | Missing | None:
@@ -81,17 +82,20 @@ class PackCache:
         if not content_ok(name, got):
             log.warning("objstore: pack %s does not match its name: not cached", name)
             return None
-        if len(got) > self.max_bytes:
-            self._too_big.add(name)  # later reads of it are ranged; this batch uses what it has
-            return got
-        self.add(name, got)
+        if not self.add(name, got):
+            # Too big to keep, or the disk refused it: this process keeps it in memory if it
+            # fits there, else reads it by ranges from now on; this batch uses what it has.
+            if len(got) <= self.memory_bytes:
+                self._remember(name, got)
+            else:
+                self._too_big.add(name)
         return got
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes) -> bool:
         """Keep ``data`` (the caller vouches that it is pack ``name``: fetched and checked, or
-        just written) when it fits the bound, evicting the least recently used."""
+        just written) when it fits the bound, evicting the least recently used; whether kept."""
         if len(data) > self.max_bytes or not is_pack_name(name):
-            return
+            return False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
@@ -104,9 +108,13 @@ class PackCache:
                 raise
             self._evict(keep=name)
         except OSError as exc:  # a cache: a full or read-only disk only costs requests
-            log.warning("objstore: cannot keep pack %s in %s: %s", name, self.directory, exc)
-            return
+            if not self._warned:  # said once: a full disk must not fill the log at every flush
+                self._warned = True
+                log.warning("objstore: cannot keep pack %s in %s (packs are read by range): %s",
+                            name, self.directory, exc)  # fmt: skip
+            return False
         self._remember(name, data)
+        return True
 
     def _load(self, name: str) -> bytes | None:
         path = self.directory / name

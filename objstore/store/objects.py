@@ -47,7 +47,7 @@ class ObjectStore:
         self.level = level
         # Told (name, bytes) of every pack written: a local pack cache keeps what it would
         # otherwise fetch back (objstore.repo.packcache).
-        self.pack_written: Callable[[str, bytes], None] | None = None
+        self.pack_written: Callable[[str, bytes], object] | None = None
 
     @property
     def fs(self) -> Any:
