@@ -110,9 +110,8 @@ def _transfer(ctx, src_where, dst_where, *, dry_run: bool, verb: str, dst_is_hom
 
 
 def _catch_up(ctx, where, progress, *, is_home: bool) -> None:
-    """Bring this machine's index of a local destination (if it has one) up to date with what
-    was copied, so the next run there sees it at once: on a local disk eval heads live in the
-    journal only. (On shared storage the copy wrote their files; every index finds them.)"""
+    """Bring this machine's index of the destination (if it has one) up to date with what was
+    copied, so the next run there sees it at once: eval heads live in the journal only."""
     from objstore.repo import Repository, default_index_dir
 
     # --index-dir / $OBJSTORE_INDEX_DIR name the index of this command's own repository.

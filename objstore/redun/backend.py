@@ -115,6 +115,9 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
             flush_interval if flush_interval is not None else config.get("objstore_flush_interval", 0.5)
         )
         self.flush_every = int(flush_every if flush_every is not None else config.get("objstore_flush_every", 5000))
+        # The local cache of whole packs of a remote repository (bytes; 0: none).
+        cache_bytes = config.get("objstore_pack_cache_bytes")
+        self.pack_cache_bytes = None if cache_bytes in (None, "") else int(cache_bytes)
         # Only `objstore init`, or this explicit option, creates a repository: a mistyped URL or
         # a deleted objstore.json must be an error, not an empty repository that re-runs all.
         self.create = truthy(create if create is not None else config.get("objstore_create", False))
@@ -156,7 +159,7 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
         try:
             return Repository.open(
                 self.url, self.storage_options, index_dir=self.index_dir, create=create, policy=policy,
-                value_store_options=self.value_store_options,
+                value_store_options=self.value_store_options, pack_cache_bytes=self.pack_cache_bytes,
             )
         except RepositoryNotFound as exc:
             hint = "" if "does not exist" in str(exc) or "holds repository data" in str(exc) else (

@@ -10,6 +10,8 @@ environment variables objstore's CLI reads too (one configuration source for bot
                                            # (default: only `objstore init` creates one)
     objstore_value_store_options = {"endpoint_url": "…"}  # JSON: of its value store (format 2.1);
                                            # else $OBJSTORE_VALUE_STORE_OPTIONS
+    objstore_pack_cache_bytes = 536870912  # bound of the local cache of whole packs (remote
+                                           # repositories; default 512 MiB; 0: none)
 
 This module reads the environment because redun, not objstore's CLI, starts the processes that
 use it (`redun run`, redun's CLI, the SQLAlchemy dialect behind an ``objstore+`` db_uri).

@@ -1,10 +1,12 @@
 """Eval-cache heads: eval_hash -> value_hash, last writer wins.
 
-Every head travels in the journal (an ``evals`` index entry). On shared storage (a bucket, a
-network mount) each head is also a file ``evals/ab/cdef…``, so a worker whose index has not yet
-read another worker's journal still finds that worker's head by its path. On a local disk every
-process shares the index a flush updates, and a file per cached call was most of a first run's
-cost, so there the journal alone carries them.
+Every head travels in the journal (an ``evals`` index entry, kept by checkpoints), and that is
+where a reader finds it: the scheduler's cache check asks the index only, and catches up with
+the journal after a miss (rate-limited), which finds other writers' heads. Earlier versions
+also wrote each head as a file ``evals/ab/cdef…`` on shared storage: one PUT per cached call,
+most of a bucket's per-job bill, for a lookup by path nothing on the scheduler's path makes any
+more. Those files are still read where they exist (``get(by_path=True)``, a full-scan reindex,
+fsck, sync copies them), and ``files=True`` still writes them for a reader that wants them.
 """
 
 from __future__ import annotations
@@ -32,22 +34,23 @@ def parse_head(eval_hash: str, raw: bytes) -> str:
 
 
 class EvalHeads:
-    def __init__(self, blobs: BlobStore, index: Index, buffer: WriteBuffer, *, files: bool):
+    def __init__(self, blobs: BlobStore, index: Index, buffer: WriteBuffer, *, files: bool, read_files: bool = True):
         self.blobs = blobs
         self.index = index
         self.buffer = buffer
-        self.files = files
+        self.files = files  # write a file per head
+        self.read_files = files or read_files  # look for one by path (shared storage: older writers')
 
     def get(self, eval_hash: str, *, by_path: bool = True) -> str | Missing:
         """The value hash last recorded for ``eval_hash``: buffer, index, then (shared storage,
-        ``by_path``) its file, remembered in the index once read. A scheduler's cache check
+        ``by_path``) its file if an older writer left one, remembered in the index once read. A scheduler's cache check
         passes by_path=False: a request per miss was most of a bucket's per-job cost, and
         catching up with the journal after a miss (rate-limited) finds other writers' heads."""
         value = self.buffer.lookup("evals", eval_hash)
         if value is not None:
             return value
         found = self.index.get("evals", eval_hash)
-        if not isinstance(found, Missing) or not self.files or not by_path:
+        if not isinstance(found, Missing) or not self.read_files or not by_path:
             return found
         raw = self.blobs.read(layout.eval_key(eval_hash))
         if isinstance(raw, Missing):
@@ -62,7 +65,7 @@ class EvalHeads:
         return [("put", "evals", h, v) for h, v in heads.items()]
 
     def write_files(self, heads: dict[str, str]) -> None:
-        """Write a flush's heads as files, where they are kept (shared storage). The flush does
+        """Write a flush's heads as files, when they are kept (``files``: off by default). The flush does
         this after the journal segment that carries the same heads: by then the batch is in the
         repository, so a worker killed here loses nothing, whatever a bucket's PUT per head
         costs; a head file that failed is only a later find for readers by path."""

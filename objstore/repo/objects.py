@@ -5,7 +5,9 @@ table), in a value store at a second URL (its ``value_store`` table names the UR
 its fanout path; a value its store lost is looked for loose before it is called missing. ``get_many`` resolves every location first and then reads
 each kind of place in bulk: entries close together in one pack come back from one ranged read.
 An id found nowhere is tried once more after a refresh of the journal, because another writer
-may have packed it and this index has not read that writer's segment yet.
+may have packed it and this index has not read that writer's segment yet (rate-limited for ids
+the index does not list, see ``_look_again``). Packs of a remote repository are read through a
+local cache of whole packs (objstore.repo.packcache) when one is given.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from objstore.ids import validate_id
 from objstore.index import Index
 from objstore.missing import MISSING, Missing
 from objstore.repo.buffer import WriteBuffer
+from objstore.repo.packcache import PackCache
 from objstore.repo.repair import DamageLedger
 from objstore.repo.valuestore import ValueStores
 from objstore.store import ObjectStore
@@ -41,7 +44,12 @@ class ObjectReader:
         refresh: Callable[[], int],
         damage: DamageLedger,
         value_stores: ValueStores | None = None,
+        pack_cache: PackCache | None = None,
+        *,
+        catch_up: Callable[[], int] | None = None,
     ):
+        self.pack_cache = pack_cache
+        self.catch_up = catch_up or refresh
         self.store = store
         self.index = index
         self.buffer = buffer
@@ -75,13 +83,24 @@ class ObjectReader:
             lost: dict[int, str] = {}
             self._read_stored(ids, todo, out, expect_kind, lost)
             missed = [i for i in todo if isinstance(out[i], Missing)]
-            if missed and self.refresh():
+            if missed and self._look_again(ids, missed):
                 lost.clear()
                 self._read_stored(ids, missed, out, expect_kind, lost)
                 missed = [i for i in missed if isinstance(out[i], Missing)]
             if missed:
                 self._note_missing(ids, missed, lost)
         return out
+
+    def _look_again(self, ids: list[str], missed: list[int]) -> int:
+        """Read the journal again after a miss; how many segments that found. An id this index
+        lists was moved (a repack) or lost: refresh now. An id it does not know is most often
+        simply unknown (a cache probe, a prefix, a query for something never recorded), so
+        only catch up, which is rate-limited: a run of such lookups is not a LIST each."""
+        if "objects" in self.index.tables:
+            known = self.index.get_many("objects", [ids[i] for i in missed])
+            if any(not isinstance(k, Missing) for k in known):
+                return self.refresh()
+        return self.catch_up()
 
     def _read_stored(
         self, ids: list[str], todo: list[int], out: list, expect_kind: str | None, lost: dict[int, str]
@@ -94,6 +113,9 @@ class ObjectReader:
                 loose.append(i)
             else:
                 packed.append((i, pack.Location.parse(text, object_id=ids[i])))
+        if packed and self.pack_cache is not None:
+            packed = self._read_cached_packs(ids, packed, out, expect_kind, lost, loose)
+            loose.sort()
         if packed:
             try:
                 got = self.store.get_packed_many([(ids[i], loc) for i, loc in packed], expect_kind=expect_kind)
@@ -122,6 +144,45 @@ class ObjectReader:
             for i, item in zip(loose, got):
                 out[i] = item
         self._remember_kinds(ids, todo, out)
+
+    def _read_cached_packs(
+        self,
+        ids: list[str],
+        packed: list[tuple[int, pack.Location]],
+        out: list,
+        expect_kind: str | None,
+        lost: dict[int, str],
+        loose: list[int],
+    ) -> list[tuple[int, pack.Location]]:
+        """Serve packed reads from whole packs in the local cache (fetching each on its first
+        need); what is left for ranged reads."""
+        assert self.pack_cache is not None
+        by_pack: dict[str, list[tuple[int, pack.Location]]] = {}
+        for i, loc in packed:
+            by_pack.setdefault(loc.pack, []).append((i, loc))
+        rest: list[tuple[int, pack.Location]] = []
+        for name, members in by_pack.items():
+            data = self.pack_cache.get(name)
+            if data is None:
+                rest.extend(members)
+                continue
+            if isinstance(data, Missing):
+                for i, _ in members:
+                    lost[i] = name
+                    loose.append(i)  # its pack is gone; a copy may still be loose
+                continue
+            for i, loc in members:
+                entry = data[loc.offset : loc.offset + loc.length]
+                try:
+                    if len(entry) != loc.length:
+                        raise CorruptObject(ids[i], f"pack {name} ends before the object's entry does")
+                    out[i] = pack.read_entry(ids[i], entry, expect_kind=expect_kind)
+                except CorruptObject as exc:
+                    if not isinstance(exc, WrongKind):
+                        self.damage.pack_damaged(name)
+                    raise
+        rest.sort(key=lambda item: item[0])
+        return rest
 
     def _note_missing(self, ids: list[str], missed: list[int], lost: dict[int, str]) -> None:
         """Ids found nowhere: a lost pack loses all its objects; a loose id the index lists as

@@ -8,7 +8,7 @@
     journal.Journal       segments: writing, listing, catching up (refresh)
     compaction.Compactor  checkpoints folding many segments; retiring what they cover
     valuestore.ValueStores  the second URL big values go to (format 2.1 settings)
-    evals.EvalHeads       eval-cache heads (files on shared storage)
+    evals.EvalHeads       eval-cache heads (in the journal; old evals/ files still read)
     reindex.Reindexer     rebuilding the index from the journal or a full scan
     migrate               format upgrades and downgrades (objstore db)
 """
@@ -41,6 +41,8 @@ from objstore.repo.flush import Flusher, FlushPolicy
 from objstore.repo.index_dir import default_index_dir, normalize_url
 from objstore.repo.journal import Journal, Progress
 from objstore.repo.objects import ObjectReader
+from objstore.repo.packcache import DEFAULT_MAX_BYTES as DEFAULT_PACK_CACHE_BYTES
+from objstore.repo.packcache import PackCache
 from objstore.repo.reindex import Reindexer, rederive
 from objstore.repo.repair import DamageLedger
 from objstore.repo.valuestore import ValueStores, scheme_of
@@ -97,6 +99,7 @@ class Repository:
         storage_options: dict | None = None,
         value_store_options: dict | None = None,
         auto_compact: bool = True,
+        pack_cache_bytes: int | None = None,
     ):
         self.url = url
         self.fs = fs
@@ -114,7 +117,9 @@ class Repository:
         self.index_dir = Path(index_dir if index_dir is not None else default_index_dir(url))
         self.index = Index(self.index_dir, model.TABLES, durable=policy.durable)
         self.writer_id = uuid.uuid4().hex[:16]
-        self.eval_files = shared_storage(fs, root) if eval_files is None else eval_files
+        # Heads live in the journal; a file per head (a PUT per cached call on a bucket) only
+        # when asked for. Files an older objstore wrote are still read (EvalHeads.get, reindex).
+        self.eval_files = bool(eval_files)
         self._closed = False
         lock = threading.Lock()  # one flush at a time, and never beside a refresh
         self._flush_lock = lock
@@ -122,10 +127,13 @@ class Repository:
         self._refresh_cost = 0.0
         self.buffer = WriteBuffer()
         self.journal = Journal(self.blobs, self.index, self.writer_id, lock)
-        self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files)
+        self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files,
+                               read_files=shared_storage(fs, root))  # fmt: skip
         self.damage = DamageLedger(self.index, self.store)
         self.value_stores = ValueStores(self._value_store_options, durable=policy.durable)
-        self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh, self.damage, self.value_stores)
+        self.pack_cache = self._pack_cache(pack_cache_bytes)
+        self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh, self.damage, self.value_stores,
+                                    self.pack_cache, catch_up=self.catch_up)  # fmt: skip
         self.flusher = Flusher(
             buffer=self.buffer, store=self.store, evals=self.evals, journal=self.journal,
             index=self.index, packs=lambda: self.packs, policy=policy, lock=lock, damage=self.damage,
@@ -144,6 +152,16 @@ class Repository:
         except BaseException:
             self.index.close()
             raise
+
+    def _pack_cache(self, max_bytes: int | None) -> PackCache | None:
+        """A remote repository's local cache of whole packs (a local or in-memory one reads its
+        packs by range for next to nothing)."""
+        if max_bytes == 0 or is_local(self.fs) or is_memory(self.fs):
+            return None
+        cache = PackCache(self.index_dir / "packs", lambda name: self.blobs.read(layout.pack_key(name)),
+                          max_bytes=DEFAULT_PACK_CACHE_BYTES if max_bytes is None else max_bytes)  # fmt: skip
+        self.store.pack_written = cache.add  # a writer keeps what it writes: its next run reads nothing
+        return cache
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -172,17 +190,20 @@ class Repository:
         value_store_options: dict | None = None,
         migrate: bool | None = None,
         auto_compact: bool = True,
+        pack_cache_bytes: int | None = None,
     ) -> Repository:
         """Open the repository at ``url`` (``create``: init it when absent, unless the location
         already holds repository data without its objstore.json).
 
         ``policy`` says when buffered records are flushed (``durable`` is its shorthand for an
-        fsync per flush); ``eval_files`` (default: only on shared storage) writes each eval
-        head as a file under evals/ besides its journal entry; ``value_store_options`` are the
+        fsync per flush); ``eval_files`` (default off) also writes each eval head as a file
+        under evals/ besides its journal entry (a request per head on a bucket); ``value_store_options`` are the
         fsspec options of the repository's value store (default: ``storage_options`` when it
         is the same kind of storage as the repository, else none). ``migrate``: upgrade the
         format to this objstore's now (default: only a repository on this machine's own disk);
-        ``auto_compact``: compact the journal in the background past the compact_threshold.
+        ``auto_compact``: compact the journal in the background past the compact_threshold;
+        ``pack_cache_bytes``: the bound of the local cache of whole packs kept beside the index
+        for a remote repository (default packcache.DEFAULT_MAX_BYTES; 0: none, ranged reads).
         """
         policy = _policy({"durable": durable, "policy": policy})
         fsys, root = open_url(url, storage_options)
@@ -202,7 +223,8 @@ class Repository:
             if not create:
                 raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
             more: dict[str, Any] = {"index_dir": index_dir, "eval_files": eval_files, "policy": policy,
-                                    "value_store_options": value_store_options, "auto_compact": auto_compact}  # fmt: skip
+                                    "value_store_options": value_store_options, "auto_compact": auto_compact,
+                                    "pack_cache_bytes": pack_cache_bytes}  # fmt: skip
             try:
                 return cls.init(url, storage_options, **more)
             except RepositoryExists:  # lost a creation race: open the winner's
@@ -210,6 +232,7 @@ class Repository:
         repo = cls(
             url, fsys, root, doc, index_dir=index_dir, policy=policy, eval_files=eval_files,
             storage_options=storage_options, value_store_options=value_store_options, auto_compact=auto_compact,
+            pack_cache_bytes=pack_cache_bytes,
         )  # fmt: skip
         if migrate is None:
             migrate = migrates_on_open(fsys, root)

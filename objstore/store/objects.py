@@ -45,6 +45,9 @@ class ObjectStore:
     def __init__(self, blobs: BlobStore, *, level: int = codec.DEFAULT_LEVEL):
         self.blobs = blobs
         self.level = level
+        # Told (name, bytes) of every pack written: a local pack cache keeps what it would
+        # otherwise fetch back (objstore.repo.packcache).
+        self.pack_written: Callable[[str, bytes], object] | None = None
 
     @property
     def fs(self) -> Any:
@@ -243,6 +246,8 @@ class ObjectStore:
     def _write_pack(self, batch: list[tuple[str, str, bytes]]) -> list[tuple[str, str, pack.Location]]:
         name, data, located = pack.build(batch)
         self.blobs.create(layout.pack_key(name), data)
+        if self.pack_written is not None:
+            self.pack_written(name, data)
         return located
 
     def get_packed(self, object_id: str, location: pack.Location, *, expect_kind: str | None = None) -> Decoded:

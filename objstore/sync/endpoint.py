@@ -17,7 +17,6 @@ from objstore.errors import CorruptObject, FormatError, RepositoryNotFound
 from objstore.fs import open_url
 from objstore.ids import is_hash, is_uuid
 from objstore.missing import Missing
-from objstore.repo import shared_storage
 from objstore.store import BlobStore, open_blobs
 
 
@@ -54,9 +53,10 @@ class Endpoint:
 
     @property
     def writes_eval_files(self) -> bool:
-        """Whether its writers keep eval heads as files too (shared storage), so a worker finds
-        a head by its path before its index has read the segment that holds it."""
-        return shared_storage(self.fs, self.root)
+        """Whether a copy must write eval heads as files too. No: heads live in the journal
+        segments a copy brings along (files an older objstore wrote are copied as they are),
+        and a PUT per head would undo the request economy a destination bucket's writers keep."""
+        return False
 
 
 def open_endpoint(url: str, storage_options: dict | None = None, *, role: str = "source") -> Endpoint:
