@@ -73,7 +73,15 @@ class ObjectReader:
                 out[i] = hit
         if todo:
             lost: dict[int, str] = {}
-            self._read_stored(ids, todo, out, expect_kind, lost)
+            try:
+                self._read_stored(ids, todo, out, expect_kind, lost)
+            except CorruptObject as exc:
+                # Another writer may have written it again since this index last looked (a
+                # re-run repairs what it re-records): read where the journal now places it.
+                if isinstance(exc, WrongKind) or not self.refresh():
+                    raise
+                lost.clear()
+                self._read_stored(ids, todo, out, expect_kind, lost)
             missed = [i for i in todo if isinstance(out[i], Missing)]
             if missed and self.refresh():
                 lost.clear()
