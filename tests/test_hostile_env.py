@@ -74,14 +74,14 @@ def files_outside(case: fixtures.Case) -> set[str]:
             and not any(part.startswith("ix-") for part in p.relative_to(case.tmp.parent).parts)}  # fmt: skip
 
 
-@pytest.mark.parametrize("bad", corpus.TRAVERSAL_IDS, ids=lambda b: b[:24])
-def test_traversal_ids_at_the_command_line(case, bad):
+def test_traversal_ids_at_the_command_line(case):
     before = files_outside(case)
-    forms = [["cat-object", bad], ["cat-object", "-t", "--kind", "value", bad], ["log", bad], ["log", "--job", bad],
-             ["export", bad], ["tag", "add", bad, "k=v"], ["graph", bad]]  # fmt: skip
-    for form in forms:
-        err = assert_outcome(case.objstore(*form), 1, 2)
-        assert "/etc/passwd" not in err or bad in err  # it names the input, never a file it read
+    for bad in corpus.TRAVERSAL_IDS:
+        forms = [["cat-object", bad], ["cat-object", "-t", "--kind", "value", bad], ["log", bad],
+                 ["log", "--job", bad], ["export", bad], ["tag", "add", bad, "k=v"], ["graph", bad]]  # fmt: skip
+        for form in forms:
+            err = assert_outcome(case.objstore(*form), 1, 2)
+            assert "root:" not in err  # it names the input, never a line of a file it read
     assert files_outside(case) == before
     still_reads(case)
 
@@ -287,8 +287,7 @@ def objstore_index():
 
 
 def remote_forms(url: str) -> list[list[str]]:
-    return [["--repo", url, "log"], ["--repo", url, "fsck"], ["--repo", url, "export"],
-            ["--repo", url, "cat-object", "0" * 40], ["sync", url, "local-copy"]]  # fmt: skip
+    return [["--repo", url, "log"], ["--repo", url, "fsck"], ["--repo", url, "export"], ["sync", url, "local-copy"]]
 
 
 def check_remote(case: fixtures.Case, url: str, options: dict, code: int, *needles: str) -> None:
