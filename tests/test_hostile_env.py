@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,11 @@ def test_traversal_ids_at_the_command_line(case):
         for form in forms:
             err = assert_outcome(case.objstore(*form), 1, 2)
             assert "root:" not in err  # it names the input, never a line of a file it read
+    # ... and in an import stream (the one way a NUL reaches the CLI: argv cannot carry one).
+    for line in ['{"_type": "Value", "_version": 1, "value_hash": "../../etc/passwd", "value": {}}',
+                 '{"_format": "objstore-export", "_type": "object", "id": "../../x", "kind": "value"}',
+                 '{"_type": "Job", "_version": 1, "id": "ab\\u0000cd"}', "not json"]:  # fmt: skip
+        assert_outcome(case.objstore("import", "-", stdin=line + "\n"), 1)
     assert files_outside(case) == before
     still_reads(case)
 
@@ -182,6 +188,32 @@ def test_a_read_only_repository(case, caplog):
     still_reads(case)
     result, ran = case.run(wf.main(5))  # ... so writable again it runs what was not recorded
     assert "square(4)" in ran
+
+
+def test_a_repository_this_user_may_not_write(case, tmp_path_factory):
+    """The repository as another user (nobody) sees it: readable, not writable (root ignores
+    chmod, so the command runs as nobody). Reads work; a write is one line naming the file."""
+    top = Path(tempfile.mkdtemp(prefix="hostile-nobody-", dir="/tmp"))  # pytest's tmp is root's 0700
+    try:
+        top.chmod(0o755)
+        repo = case.repo.copy(top / "repo")
+        home = top / "home"
+        home.mkdir()
+        os.chown(home, 65534, 65534)
+        env = dict(case.env, HOME=str(home))
+
+        def as_nobody(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                                   "-m", "objstore.cli", "--repo", str(repo.path), *args], cwd=top, env=env,
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+
+        assert_outcome(as_nobody("log", repo.main_exec), 0)
+        assert_outcome(as_nobody("cat-object", "-t", repo.main_result), 0)
+        for args in (["tag", "add", repo.main_exec, "k=v"], ["repack", "--all"]):
+            err = assert_outcome(as_nobody(*args), 1)
+            assert "Permission denied" in err and str(repo.path) in err, err
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 # -- a full disk ---------------------------------------------------------------------------------
