@@ -393,3 +393,39 @@ def test_an_unknown_storage_option_in_redun_ini(case, s3_server):
     # objstore's CLI reads the same setting from the same redun.ini: one line, a usage error.
     err = assert_outcome(fixtures.cli().run(["log"], cwd=work, env=case.env), 2)
     assert "unknown storage option" in err, err
+
+
+# -- eval head files on shared storage ---------------------------------------------------------------
+
+
+def test_damaged_eval_head_files_on_shared_storage(tmp_path):
+    """On shared storage (memory:// here, as a bucket) a head file is read by its path when the
+    index does not know the head yet: garbage or a value stored nowhere is a cache miss."""
+    import fsspec
+
+    url = f"memory://hostile-evals-{tmp_path.name}/repo"
+    b = ObjstoreBackend(url, index_dir=str(tmp_path / "ix-writer"), create=True)
+    try:
+        assert Scheduler(config=Config(corpus.CONFIG), backend=b).run(wf.main(4)) == wf.expected(4)
+        b.flush()
+    finally:
+        b.close()
+    fs = fsspec.filesystem("memory")
+    root = url[len("memory://"):]
+    heads = fs.find(f"/{root}/evals")
+    assert heads  # shared storage writes a file per head
+    unknown = {"ab" * 20: b"../../etc/passwd", "cd" * 20: b"\x00\xff", "ef" * 20: corpus.MISSING_VALUE.encode()}
+    for eval_hash, data in unknown.items():
+        fs.pipe_file(f"/{root}/evals/{eval_hash[:2]}/{eval_hash[2:]}", data)
+    for path in heads:
+        fs.pipe_file(path, b"garbage")  # the journal still carries the real heads
+    b = ObjstoreBackend(url, index_dir=str(tmp_path / "ix-reader"))
+    try:
+        for eval_hash in unknown:
+            assert b.get_eval_cache(eval_hash) == (None, False)
+        wf.RAN.clear()
+        assert Scheduler(config=Config(corpus.CONFIG), backend=b).run(wf.main(4)) == wf.expected(4)
+        assert wf.RAN == []  # the journal's heads, not the damaged files
+    finally:
+        b.close()
+        fs.rm(f"/{root.split('/')[0]}", recursive=True)
