@@ -343,6 +343,14 @@ def _handled_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _fail(stderr: TextIO, warnings: tuple, exc: BaseException, code: int) -> int:
+    """A failed command's warnings, then its error: the error is always the last line (the
+    one a script or a user reads), not followed by the warnings it caused."""
+    warnings[0].write(stderr)  # prints them once
+    stderr.write(f"{PROG}: error: {one_line(exc)}\n")
+    return code
+
+
 def main(
     argv: list[str] | None = None,
     *,
@@ -366,14 +374,10 @@ def main(
     try:
         return int(args.func(args, ctx) or 0)
     except UsageError as exc:
-        warnings[0].write(stderr)
         parser.print_usage(stderr)
-        stderr.write(f"{PROG}: error: {one_line(exc)}\n")
-        return 2
+        return _fail(stderr, warnings, exc, 2)
     except handled as exc:
-        warnings[0].write(stderr)
-        stderr.write(f"{PROG}: error: {one_line(exc)}\n")
-        return 1
+        return _fail(stderr, warnings, exc, 1)
     except KeyboardInterrupt:
         stderr.write(f"{PROG}: interrupted\n")
         return 130

@@ -9,6 +9,7 @@ and the write-transaction retry loop.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ class Environment:
         with _OPEN_LOCK:
             shared = _OPEN.get(real)
             if shared is None:
+                _check_room(real)
                 try:
                     env = lmdb.open(
                         real,
@@ -172,6 +174,34 @@ class Environment:
         except lmdb.MapResizedError:
             self.env.set_mapsize(0)
             return self.env.begin()
+
+
+# LMDB maps its lock file (and grows its data file) through shared memory: on a full
+# filesystem the first touch of an unbacked page kills the process with SIGBUS instead of
+# failing a write. Below this much free space a new or sparse environment is refused instead.
+MIN_FREE_BYTES = 1 << 20
+
+
+def _check_room(real: str) -> None:
+    try:
+        st = os.statvfs(real)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free >= MIN_FREE_BYTES:
+        return
+    for name in ("lock.mdb", "data.mdb"):
+        try:
+            info = os.stat(os.path.join(real, name))
+        except OSError:
+            break
+        if info.st_blocks * 512 < info.st_size:  # sparse: its first write needs new pages
+            break
+    else:
+        return  # both files fully allocated: reads (and writes within them) need no new room
+    raise IndexUnavailable(
+        f"cannot open the LMDB index at {real}: no space left on its filesystem ({free:,} bytes free)"
+    )
 
 
 _OPEN: dict[str, Environment] = {}

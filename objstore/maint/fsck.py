@@ -34,8 +34,8 @@ from typing import Any
 
 from objstore import codec, layout, model
 from objstore import format as fmt
-from objstore.errors import CorruptObject, FormatError, StorageError
-from objstore.fs import is_local, open_url
+from objstore.errors import CorruptObject, FormatError, RepositoryNotFound, StorageError
+from objstore.fs import is_local, missing_container, open_url
 from objstore.ids import is_hash
 from objstore.maint import inventory, salvage, verify
 from objstore.maint.report import Report, bulk
@@ -77,6 +77,9 @@ def check_format_file(url: str, storage_options: dict | None, report: Report) ->
     fs, root = open_url(url, storage_options)
     raw = open_blobs(fs, root).read(layout.FORMAT_FILE)
     if isinstance(raw, Missing):
+        bucket = missing_container(fs, root)
+        if bucket is not None:  # nothing to check, and nothing --repair may create there
+            raise RepositoryNotFound(f"no objstore repository at {url}: bucket {bucket!r} does not exist")
         report.error(layout.FORMAT_FILE, "missing", "the repository has no objstore.json")
         return None
     try:

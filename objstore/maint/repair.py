@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from objstore import codec, layout, model
+from objstore import codec, layout, model, pack
 from objstore import format as fmt
 from objstore.errors import CorruptObject
 from objstore.fs import open_url
@@ -127,13 +127,15 @@ def repair(repo: Repository, report: Report, found: Found) -> list[str]:
     for oid in found.unjournaled:
         if oid in salvaged or oid in forget:
             continue
-        kind_payload = _read(repo, oid)
+        at = found.toc.get(oid)
+        # A packed object whose only journal file was damaged: the index has no location for
+        # it (that file was the only one to say where it is), but the pack's toc does.
+        kind_payload = _read(repo, oid) or (_read_packed(repo, oid, at) if at and at[0] not in damaged_packs else None)
         if kind_payload is None:
             continue
         kind, payload = kind_payload
         listing.append([oid, kind])
         entries.extend(e for e in _derived(kind, oid, payload) if e[1] != "objects")
-        at = found.toc.get(oid)
         if at is not None and at[0] not in damaged_packs:
             entries.append(("put", "packed", oid, f"{at[0]}:{at[1]}:{at[2]}"))
         for p in _problems(report, what="unjournaled", obj=oid):
@@ -191,6 +193,15 @@ def _derived(kind: str, oid: str, payload: bytes) -> list[IndexEntry]:
 def _read(repo: Repository, oid: str) -> tuple[str, bytes] | None:
     try:
         return repo.get(oid)
+    except Exception:  # noqa: BLE001 - damaged or gone: nothing to journal
+        return None
+
+
+def _read_packed(repo: Repository, oid: str, at: tuple[str, int, int]) -> tuple[str, bytes] | None:
+    try:
+        kind, payload = repo.store.get_packed(oid, pack.Location(*at))
+        model.verify(kind, oid, payload)
+        return kind, payload
     except Exception:  # noqa: BLE001 - damaged or gone: nothing to journal
         return None
 

@@ -69,7 +69,7 @@ def _register_atexit(backend: ObjstoreBackend) -> None:
 
 def _cause(exc: BaseException, url: str) -> str:
     """An error's message without a leading repository URL (the caller's message names it)."""
-    text = str(exc)
+    text = " ".join(str(exc).split())  # one line: a server's multi-line message (Azure's XML) too
     for prefix in (f"{url}: ", f"{url.rstrip('/')}: "):
         if text.startswith(prefix):
             return text[len(prefix) :]

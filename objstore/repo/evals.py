@@ -55,7 +55,11 @@ class EvalHeads:
         raw = self.blobs.read(layout.eval_key(eval_hash))
         if isinstance(raw, Missing):
             return MISSING
-        value = parse_head(eval_hash, raw)
+        try:
+            value = parse_head(eval_hash, raw)
+        except CorruptObject as exc:  # a damaged head file is a cache miss, never a crash
+            log.warning("%s: cache miss (fsck --repair rewrites it from the journal or moves it aside)", exc)
+            return MISSING
         self.index.apply([("put", "evals", eval_hash, value)])
         return value
 

@@ -129,6 +129,10 @@ def valid_entries(index: Index, entries: Iterable[Any], where: str) -> list[Inde
     for e in entries:
         try:
             index.check_entry(e)
+            if e[1] == "evals" and e[0] == "put" and not (is_hash(e[2]) and is_hash(e[3])):
+                # A head is an eval hash -> a value hash (set_eval_head validates both): anything
+                # else came from damage, and would make every fresh index miss that call.
+                raise ValueError("an eval head maps a hash to a value hash")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("%s: skipping index entry %r: %s", where, e, exc)
             continue

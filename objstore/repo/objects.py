@@ -81,7 +81,15 @@ class ObjectReader:
                 out[i] = hit
         if todo:
             lost: dict[int, str] = {}
-            self._read_stored(ids, todo, out, expect_kind, lost)
+            try:
+                self._read_stored(ids, todo, out, expect_kind, lost)
+            except CorruptObject as exc:
+                # Another writer may have written it again since this index last looked (a
+                # re-run repairs what it re-records): read where the journal now places it.
+                if isinstance(exc, WrongKind) or not self.refresh():
+                    raise
+                lost.clear()
+                self._read_stored(ids, todo, out, expect_kind, lost)
             missed = [i for i in todo if isinstance(out[i], Missing)]
             if missed and self._look_again(ids, missed):
                 lost.clear()
@@ -138,10 +146,14 @@ class ObjectReader:
             try:
                 got = self.store.get_many([ids[i] for i in loose], expect_kind=expect_kind)
             except CorruptObject as exc:
-                if not isinstance(exc, WrongKind):
+                if isinstance(exc, WrongKind):
+                    self._check_recorded_kind(exc.object_id, exc.found)
+                else:
                     self.damage.loose_corrupt(exc.object_id)
                 raise
             for i, item in zip(loose, got):
+                if not isinstance(item, Missing):
+                    self._check_recorded_kind(ids[i], item[0])
                 out[i] = item
         self._remember_kinds(ids, todo, out)
 
@@ -183,6 +195,17 @@ class ObjectReader:
                     raise
         rest.sort(key=lambda item: item[0])
         return rest
+
+    def _check_recorded_kind(self, object_id: str, found: str) -> None:
+        """A loose file holding an object of another kind than the one recorded under its id is
+        another object's bytes (a bad copy), not that object: damage, for the next writer to
+        replace, never an answer (cat-object would print a call node as the value asked for)."""
+        if "objects" not in self.index.tables:
+            return
+        recorded = self.index.get("objects", object_id)
+        if isinstance(recorded, str) and recorded != found:
+            self.damage.loose_corrupt(object_id)
+            raise CorruptObject(object_id, f"its file holds a {found!r} object, but a {recorded!r} was recorded")
 
     def _note_missing(self, ids: list[str], missed: list[int], lost: dict[int, str]) -> None:
         """Ids found nowhere: a lost pack loses all its objects; a loose id the index lists as

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from objstore import hashing, layout, model
 from objstore.errors import CorruptObject
 from objstore.ids import is_hash, is_uuid
-from objstore.missing import Missing
+from objstore.missing import MISSING, Missing
 from objstore.model import handle as handle_kind
 from objstore.model import job as job_kind
 from objstore.model import schema
@@ -38,6 +38,25 @@ class Reached:
     payload: bytes | None  # None for a job that has only its start note
     doc: dict[str, Any] | None = None  # decoded once: a value's header, a job's fields (object or note)
     children: list[str] | None = None  # a job's child jobs, by start time
+
+
+def readable(repo: Repository, ids: list[str]) -> list[Any]:
+    """repo.get_many, but a damaged object is skipped (MISSING, with a warning) instead of
+    failing the whole export: everything else still goes out, as log still lists the rest."""
+    try:
+        return repo.get_many(ids)
+    except CorruptObject:
+        pass
+    out: list[Any] = []
+    for oid in ids:
+        try:
+            out.append(repo.get(oid))
+        except CorruptObject as exc:
+            log.warning("export: skipping %s", exc)
+            out.append(MISSING)
+        except KeyError:
+            out.append(MISSING)
+    return out
 
 
 def newest_executions(repo: Repository) -> list[str]:
@@ -88,12 +107,12 @@ class Walk:
             return kind
         if is_uuid(record_id) and _start_note(self.repo, record_id) is not None:
             return model.JOB
-        got = self.repo.get_many([record_id])[0]
+        got = readable(self.repo, [record_id])[0]
         return None if isinstance(got, Missing) else got[0]
 
     def _read(self, layer: list[tuple[str, str]]) -> list[Reached]:
         ids = [oid for _, oid in layer if is_hash(oid) or is_uuid(oid)]
-        got = dict(zip(ids, self.repo.get_many(ids)))
+        got = dict(zip(ids, readable(self.repo, ids)))
         out = []
         for _, oid in layer:
             item = got.get(oid)
@@ -244,7 +263,7 @@ class FullExport:
         while todo:
             batch, todo = todo[:2048], todo[2048:]
             nxt = []
-            for oid, got in zip(batch, self.repo.get_many(batch)):
+            for oid, got in zip(batch, readable(self.repo, batch)):
                 if isinstance(got, Missing) or oid in self.emitted:
                     continue
                 kind, payload = got
@@ -317,7 +336,7 @@ class FullExport:
         write = self.out.write
         for start in range(0, len(todo), 2048):
             batch = todo[start : start + 2048]
-            for oid, got in zip(batch, self.repo.get_many(batch)):
+            for oid, got in zip(batch, readable(self.repo, batch)):
                 if isinstance(got, Missing):
                     continue
                 kind, payload = got
