@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 
 BASE = 0.002  # seconds: the bound of the first wait
 CAP = 0.25  # seconds: no single wait is longer (100 attempts wait at most ~25 s in all)
+_sleep = time.sleep  # looked up at each call (tests replace it)
 
 
 def delays(
@@ -37,16 +38,17 @@ def attempts(
     *,
     base: float = BASE,
     cap: float = CAP,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     rand: Callable[[], float] = random.random,
 ) -> Iterator[int]:
     """Attempt numbers 0 .. count-1, sleeping a jittered, growing wait before every one after
     the first. Break out of the loop on success; its ``else`` runs when all attempts lost."""
     if count < 1:
         return
+    pause = sleep or _sleep
     yield 0
     for n, wait in enumerate(delays(count - 1, base=base, cap=cap, rand=rand), start=1):
-        sleep(wait)
+        pause(wait)
         yield n
 
 
