@@ -267,3 +267,27 @@ def test_the_compaction_threshold_still_counts_segments_listed_by_tail_listings(
         assert r.journal.last_listing == "tail"
         r.close()  # joins the background compaction
         assert any(layout.is_checkpoint_name(n) for n in w.journal.names())
+
+
+def test_a_pull_makes_the_copied_segments_visible_though_their_names_are_old(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from objstore.repo import cache_home, default_index_dir
+
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    with Repository.init(src, index_dir=tmp_path / "src-index") as s:
+        stamped(s, _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=2))  # recorded two days ago, elsewhere
+        copied = flush_values(s, "elsewhere", 3)
+    index = default_index_dir(dst, cache_home({"XDG_CACHE_HOME": str(tmp_path / "cache")}))
+    with Repository.init(dst, index_dir=index) as d:
+        flush_values(d, "here")
+        d.refresh()  # this machine's index of dst lists from its marker (now) from here on
+        assert d.journal.tail_start() is not None
+    proc = subprocess.run([sys.executable, "-m", "objstore.cli", "--repo", dst, "pull", src],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Repository.open(dst, index_dir=index) as d:  # opening an existing index reads nothing
+        assert all(d.index.has("objects", i) for i in copied)

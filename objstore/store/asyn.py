@@ -27,6 +27,7 @@ class AsyncBlobStore(BlobStore):
         self.backend = backend_of(self.fs)
         # s3fs otherwise sends a HEAD before every GET to decide on a ranged, concurrent read.
         self._cat_kwargs: dict[str, Any] = {"max_concurrency": 1} if self.backend == "s3fs" else {}
+        self._azure_start_from = True  # until the service or SDK refuses it
 
     # -- running coroutines -------------------------------------------------------------------
 
@@ -155,16 +156,27 @@ class AsyncBlobStore(BlobStore):
     async def _list_after_azure(self, top: str, start_after: str) -> list[str]:
         # List Blobs with startFrom (inclusive; azure-storage-blob's ``start_from``). A service
         # or SDK without it answers the whole prefix, which the caller filters.
+        from azure.core.exceptions import HttpResponseError
+
         container, key, _ = self.fs.split_path(top)
         head = f"{key}/"
         names: list[str] = []
         async with self.fs.service_client.get_container_client(container) as client:
-            try:
-                async for blob in client.list_blobs(name_starts_with=head, start_from=head + start_after):
-                    names.append(blob.name[len(head) :])
-            except TypeError:  # an SDK older than start_from
-                async for blob in client.list_blobs(name_starts_with=head):
-                    names.append(blob.name[len(head) :])
+            if self._azure_start_from:
+                try:
+                    async for blob in client.list_blobs(name_starts_with=head, start_from=head + start_after):
+                        names.append(blob.name[len(head) :])
+                    return names
+                except TypeError:  # an SDK older than start_from
+                    self._azure_start_from = False
+                except HttpResponseError as exc:
+                    if exc.status_code not in (400, 501):
+                        raise
+                    # A service (API version, account kind) that refuses startFrom: list it all.
+                    self._azure_start_from = False
+                    names.clear()
+            async for blob in client.list_blobs(name_starts_with=head):
+                names.append(blob.name[len(head) :])
         return names
 
     # -- primitives ---------------------------------------------------------------------------
