@@ -291,3 +291,31 @@ def test_a_pull_makes_the_copied_segments_visible_though_their_names_are_old(tmp
     assert proc.returncode == 0, proc.stderr
     with Repository.open(dst, index_dir=index) as d:  # opening an existing index reads nothing
         assert all(d.index.has("objects", i) for i in copied)
+
+
+def test_the_listing_settings_through_objstore_config(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    url = str(tmp_path / "repo")
+    Repository.init(url, index_dir=tmp_path / "i").close()
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def config(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "objstore.cli", "--repo", url, "config", *args],
+                              capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+
+    assert config("journal_skew", "120").returncode == 0
+    assert config("journal_full_listing", "0").returncode == 0
+    shown = config()
+    assert shown.returncode == 0 and "journal_skew" in shown.stdout and "120" in shown.stdout
+    with Repository.open(url, index_dir=tmp_path / "i") as repo:
+        assert (repo.journal.skew, repo.journal.full_every) == (120, 0)
+        flush_values(repo, "x")
+        repo.refresh()
+        assert repo.journal.last_listing == "full"  # 0: every refresh lists all of journal/
+    bad = config("journal_skew", "-5")
+    # A usage error, as argparse gives one: the usage line, then one line naming the problem.
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == "objstore: error: journal_skew must not be negative"
