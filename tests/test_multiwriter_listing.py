@@ -80,12 +80,23 @@ def test_list_after_lists_the_names_after_the_marker_only(target):
         assert blobs.create(f"journal/{n}", b"x")
     blobs.create("journal/sub/20270101T000000.000000Z-cccccccc", b"nested: not in the flat listing")
     blobs.create("journalx/20270101T000000.000000Z-cccccccc", b"a sibling prefix")
+    sent: list[dict] = []
+    if target.name == "gcs":  # the emulator ignores startOffset (the store filters): check it is asked
+        call = blobs.fs._call
+
+        async def recorded(method, path, *args, **kwargs):
+            sent.append(kwargs)
+            return await call(method, path, *args, **kwargs)
+
+        blobs.fs._call = recorded
     assert blobs.list_after("journal", "") == names
     assert blobs.list_after("journal", "20260103T000000.000000Z") == names[4:]  # a time prefix: both writers
     assert blobs.list_after("journal", names[4]) == names[5:]  # strictly after
     assert blobs.list_after("journal", "20270101") == []
     assert blobs.list_after("nothing-here", "") == []
     assert blobs.lists_after_natively == target.is_remote
+    if target.name == "gcs":
+        assert any(k.get("startOffset") == f"{root.split('/', 1)[1]}/journal/{names[4]}" for k in sent), sent
 
 
 # -- a refresh lists the tail only ------------------------------------------------------------
