@@ -181,6 +181,10 @@ def writes_packs(doc: dict[str, Any]) -> bool:
 
 DEFAULT_VALUE_STORE_MIN_SIZE = 1 << 20  # objects above 1 MiB are loose (never packed) anyway
 DEFAULT_COMPACT_THRESHOLD = 1000
+# A refresh lists journal/ from the newest name its index has seen minus this many seconds (the
+# clock skew, plus upload time, tolerated between writers), and lists all of it this often.
+DEFAULT_JOURNAL_SKEW = 600
+DEFAULT_JOURNAL_FULL_LISTING = 900
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,8 @@ class Settings:
     value_store_min_size: int = DEFAULT_VALUE_STORE_MIN_SIZE
     pack: bool = True  # false: never write packs (the plain objects/ab/cdef fanout only)
     compact_threshold: int = DEFAULT_COMPACT_THRESHOLD  # compact past this many segments; 0: never
+    journal_skew: int = DEFAULT_JOURNAL_SKEW  # seconds a refresh lists back from its marker
+    journal_full_listing: int = DEFAULT_JOURNAL_FULL_LISTING  # seconds between full listings; 0: always
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -198,6 +204,8 @@ class Settings:
             "value_store_min_size": self.value_store_min_size,
             "pack": self.pack,
             "compact_threshold": self.compact_threshold,
+            "journal_skew": self.journal_skew,
+            "journal_full_listing": self.journal_full_listing,
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from .backoff import attempts
 from .base import MISSING, RefStore
 from .errors import InvalidRefName, RefsError, RefStorageError, UnsafeRefStore
 from .names import check_ref_name
@@ -23,6 +24,7 @@ __all__ = [
     "RefStore",
     "RefsError",
     "UnsafeRefStore",
+    "attempts",
     "check_ref_name",
     "open_refs",
 ]

@@ -18,6 +18,7 @@ from objstore.ids import validate_hash
 from objstore.missing import Missing
 from objstore.model import handle as handle_kind
 from objstore.model import schema
+from refs.backoff import attempts
 
 CAS_RETRIES = 100
 
@@ -63,9 +64,11 @@ class Handles:
             return raw, set(self.handles_named(fullname))
 
     def _change_state(self, fullname: str, change: Callable[[set[str]], set[str]]) -> None:
-        """Apply change(invalid_set) -> new set with compare-and-swap, retrying on a lost race."""
+        """Apply change(invalid_set) -> new set with compare-and-swap, retrying on a lost race
+        (re-reading and re-applying ``change``, after a jittered exponential backoff, so many
+        writers of one handle spread out instead of colliding in lock step)."""
         repo = self.core.repo
-        for _ in range(CAS_RETRIES):
+        for _ in attempts(CAS_RETRIES):
             raw, invalid = self._read_state(fullname)
             new = change(set(invalid))
             if new == invalid:

@@ -36,7 +36,11 @@ def register(sub) -> None:
                     "value_store_url: values of value_store_min_size bytes or more go to this second URL "
                     "(values already there stay readable wherever the settings point later); pack: false "
                     "writes the plain objects/ab/cdef fanout only; compact_threshold: compact the journal "
-                    "once this many segments are not covered by a checkpoint (0: only by `objstore gc`). "
+                    "once this many segments are not covered by a checkpoint (0: only by `objstore gc`); "
+                    "journal_skew: a refresh lists the journal from the newest segment its index has seen "
+                    "minus this many seconds (the clock skew tolerated between writers); journal_full_listing: "
+                    "seconds between full listings of the journal, which pick up a segment older than that "
+                    "(0: list all of it on every refresh). "
                     "Clients read settings when they open the repository.",
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="a setting (none: show them all)")

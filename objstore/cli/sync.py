@@ -119,7 +119,9 @@ def _catch_up(ctx, where, progress, *, is_home: bool) -> None:
     if not (index_dir / "data.mdb").exists():
         return  # nobody here uses it: no index is made for it
     with Repository.open(where.url, where.storage_options, index_dir=index_dir) as repo:
-        repo.refresh(progress)
+        # A full listing: the copied segments keep their (older) names, which a refresh that
+        # lists from this index's marker would not reach.
+        repo.refresh(progress, full=True)
 
 
 def cmd_push(args, ctx) -> int:

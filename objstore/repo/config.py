@@ -51,7 +51,7 @@ def read_url(url: str, storage_options: dict | None = None) -> Config:
 def update(fs: Any, root: str, change: Callable[[Config], Config]) -> Config:
     """Apply ``change(settings) -> new settings`` by compare-and-swap; the settings written."""
     store = _store(fs, root)
-    for _ in range(CAS_RETRIES):
+    for _ in refs_pkg.attempts(CAS_RETRIES):
         raw = store.get(layout.CONFIG_FILE)
         old = _parse(raw, root)
         new = change(dict(old))

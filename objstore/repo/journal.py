@@ -6,6 +6,16 @@ pack locations included. Catching up with other writers is a LIST of ``journal/`
 segment not yet seen; segment names sort by time and carry a writer id, so two writers never
 collide and a reader ingests them in order.
 
+Listing from a marker. Names sort by their writer's clock, so a refresh lists only the tail of
+journal/: what sorts after its marker (the newest name this index has listed, never later than
+this machine's clock) minus ``skew`` seconds (S3 StartAfter, GCS startOffset, Azure startFrom;
+BlobStore.list_after). A segment is missed by that listing only if its name is more than
+``skew`` older than the marker when it first becomes visible: a writer whose clock runs that far
+behind, or a segment copied in later (sync, an offline copy). Those are picked up by the full
+listing a refresh still makes every ``full_every`` seconds (kept in the index's meta, so it holds
+across processes), on a fresh or reset index (open of a new index, ``reindex``), after a listed
+file vanished, and whenever asked (``refresh(full=True)``).
+
 From format 3.0 the journal may also hold checkpoints (``<segment name>.ckpt``,
 objstore.repo.checkpoint): many segments folded into one file. A refresh reads each new
 checkpoint's header, skips what it covers, and loads the checkpoint instead (or only marks what
@@ -21,6 +31,7 @@ import datetime as _dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +42,7 @@ from objstore.ids import is_hash, is_uuid
 from objstore.index import SEGMENTS, Index
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
+from objstore.repo.checkpoint import all_well_formed
 from objstore.store import BlobStore
 
 log = logging.getLogger("objstore.repo")
@@ -40,6 +52,10 @@ KIND = "journal"
 FORMAT = "objstore-journal"
 _READ_BATCH = 64
 _RELISTS = 5  # a refresh lists again at most this often when files vanish under it
+# Index meta: the newest journal time a listing saw (capped at this machine's clock), and the
+# wall time of the last full listing.
+MARKER_META = "journal_marker"
+FULL_LISTING_META = "journal_full_listing_at"
 
 Progress = Callable[[str, int], None]
 Listing = list[list[str]]  # [[object id, kind], ...]
@@ -141,13 +157,22 @@ def valid_entries(index: Index, entries: Iterable[Any], where: str) -> list[Inde
 
 
 class Journal:
-    def __init__(self, blobs: BlobStore, index: Index, writer_id: str, lock: threading.Lock):
+    def __init__(
+        self, blobs: BlobStore, index: Index, writer_id: str, lock: threading.Lock, *,
+        skew: float = 600.0, full_every: float = 900.0,
+    ):  # fmt: skip
         self.blobs = blobs
         self.index = index
         self.writer_id = writer_id
+        self.skew = skew
+        self.full_every = full_every
         self._lock = lock  # the flush lock: a refresh never runs beside this writer's flush
         self._last_stamp: _dt.datetime | None = None
-        self.listed: list[str] = []  # the names the last refresh listed
+        # Every name listed since the last full listing (tail listings add to it): what the
+        # compaction threshold counts. Names retired since stay until the next full listing;
+        # they count for nothing (their checkpoint covers them).
+        self._known: set[str] = set()
+        self.last_listing = ""  # "full" or "tail": what the last refresh's first listing was
         # Objects listed by ingested segments of an older derivation, whose entries the
         # repository derives again once the lock is released (Repository.refresh).
         self._stale: Listing = []
@@ -175,18 +200,62 @@ class Journal:
         journal/ are ignored. (Sync copies each of these a destination lacks.)"""
         return [n for n in self.blobs.list_names(layout.JOURNAL) if layout.is_journal_name(n)]
 
-    def refresh(self, progress: Progress | None = None) -> int:
+    @property
+    def listed(self) -> list[str]:
+        """The journal names listed since the last full listing, in name order."""
+        return sorted(self._known)
+
+    def tail_start(self) -> str | None:
+        """Where a refresh's listing starts (a time prefix every later name sorts after), or None
+        when it must list everything: a fresh index, no marker, or a full listing due."""
+        if self.full_every <= 0 or self.index.count(SEGMENTS) == 0:
+            return None
+        marker, full_at = self.index.meta_get(MARKER_META), self.index.meta_get(FULL_LISTING_META)
+        if not isinstance(marker, str) or not isinstance(full_at, str):
+            return None
+        try:
+            if not 0 <= time.time() - float(full_at) < self.full_every:
+                return None
+            start = layout.journal_time(marker) - _dt.timedelta(seconds=self.skew)
+        except (ValueError, OverflowError):
+            return None
+        return layout.segment_name(start, "")[:-1]  # "<time>": sorts before every "<time>-<writer>"
+
+    def _list(self, *, full: bool) -> list[str]:
+        start = None if full else self.tail_start()
+        if start is None:
+            names = self.names()
+            self._known = set(names)
+            self.index.meta_put(FULL_LISTING_META, repr(time.time()))
+        else:
+            names = [n for n in self.blobs.list_after(layout.JOURNAL, start) if layout.is_journal_name(n)]
+            self._known.update(names)
+        self.last_listing = "full" if start is None else "tail"
+        if names:
+            # Never past this machine's clock: a writer whose clock runs ahead must not move the
+            # marker so far that everyone else's segments would sort before the window.
+            now = _dt.datetime.now(_dt.UTC)
+            newest = min(layout.journal_time(names[-1]), now)
+            old = self.index.meta_get(MARKER_META)
+            if not isinstance(old, str) or not layout.is_journal_name(old) or layout.journal_time(old) < newest:
+                self.index.meta_put(MARKER_META, layout.segment_name(newest, "0" * 8))
+        return names
+
+    def refresh(self, progress: Progress | None = None, *, full: bool = False) -> int:
         """Ingest what this index has not seen, in position order: segments one by one, and
-        checkpoints instead of the segments they cover; how many files were applied.
+        checkpoints instead of the segments they cover; how many files were applied. Lists
+        only the tail of journal/ (from the marker, see the module's doc) unless ``full`` or a
+        full listing is due.
 
         Holds the flush lock: a segment this writer is flushing is marked seen by the flush
         itself, and must not be ingested a second time after newer ones.
         """
         with self._lock:
             done = 0
-            for _ in range(_RELISTS):
-                names = self.names()
-                self.listed = names
+            for attempt in range(_RELISTS):
+                # After a file vanished (retired by a compaction), list everything: what covers
+                # it may be a checkpoint older than the tail.
+                names = self._list(full=full or attempt > 0)
                 marks = self.index.segment_marks(names)
                 new = [n for n, m in zip(names, marks) if isinstance(m, Missing)]
                 if not new:
@@ -304,7 +373,14 @@ class Journal:
             # Left unmarked, so a repaired segment is picked up by a later refresh.
             log.warning("skipping unreadable journal segment: %s", exc)
             return False
-        good = valid_entries(self.index, segment.entries, f"journal/{name}")
+        entries = segment.entries
+        # Another writer's segments are ingested during a run (a catch-up after a miss blocks
+        # the scheduler meanwhile): a few C-level passes check a well-formed segment, and only
+        # one that is not gets the entry-by-entry check that skips what is bad.
+        if all_well_formed(entries, self.index.tables):
+            good: list[IndexEntry] = [tuple(e) for e in entries]
+        else:
+            good = valid_entries(self.index, entries, f"journal/{name}")
         self.index.apply(index_entries(self.index, segment.listing, good), segment=name, prechecked=True)
         stale = model.rederived_kinds(segment.derivation)
         if stale:

@@ -126,7 +126,10 @@ class Repository:
         self._last_refresh = 0.0  # time.monotonic() of the last refresh, and what it cost
         self._refresh_cost = 0.0
         self.buffer = WriteBuffer()
-        self.journal = Journal(self.blobs, self.index, self.writer_id, lock)
+        self.journal = Journal(
+            self.blobs, self.index, self.writer_id, lock,
+            skew=self.settings.journal_skew, full_every=self.settings.journal_full_listing,
+        )  # fmt: skip
         self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files,
                                read_files=shared_storage(fs, root))  # fmt: skip
         self.damage = DamageLedger(self.index, self.store)
@@ -432,14 +435,17 @@ class Repository:
 
     # -- journal and reindex ------------------------------------------------------------------
 
-    def refresh(self, progress: Progress | None = None) -> int:
-        """Ingest the journal segments this index has not seen yet; how many. (Also picks up
+    def refresh(self, progress: Progress | None = None, *, full: bool = False) -> int:
+        """Ingest the journal segments this index has not seen yet; how many. Lists only the
+        journal's tail since the newest segment this index has seen (less the journal_skew
+        setting), and all of it on a fresh index, every journal_full_listing seconds, or when
+        ``full``. (Also picks up
         damage other processes sharing the index found or repaired.) Objects listed by a segment
         or checkpoint of an older derivation get their entries derived again (model.DERIVATION). Past the repository's
         compact_threshold of segments no checkpoint covers, start compacting them in the
         background (format 3.0)."""
         started = time.monotonic()
-        done = self.journal.refresh(progress)
+        done = self.journal.refresh(progress, full=full)
         stale = self.journal.take_stale()
         if stale:
             rederive(self.objects, self.index, stale)

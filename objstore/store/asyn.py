@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from fsspec.asyn import sync as run_on_loop
 
 from objstore.fs import backend_of, has_atomic_create, remote, translate
+from objstore.layout import is_temp
 from objstore.missing import MISSING, Missing
 from objstore.store.base import BlobStore, Producer
 
@@ -26,6 +27,7 @@ class AsyncBlobStore(BlobStore):
         self.backend = backend_of(self.fs)
         # s3fs otherwise sends a HEAD before every GET to decide on a ranged, concurrent read.
         self._cat_kwargs: dict[str, Any] = {"max_concurrency": 1} if self.backend == "s3fs" else {}
+        self._azure_start_from = True  # until the service or SDK refuses it
 
     # -- running coroutines -------------------------------------------------------------------
 
@@ -92,6 +94,90 @@ class AsyncBlobStore(BlobStore):
             except FileNotFoundError:
                 return False
             return info.get("type") == "file"
+
+    # -- listing from a marker -----------------------------------------------------------------
+
+    lists_after_natively = True
+
+    def list_after(self, prefix: str, start_after: str) -> list[str]:
+        top = self.path(prefix.strip("/"))
+        with translate(top, passthrough=()):
+            names = self._run(self._list_after, top, start_after)
+        # Filtered here too: an emulator (or a service) that ignores the start parameter still
+        # gives the right answer, only a longer listing.
+        return sorted(n for n in set(names) if n > start_after and "/" not in n and not is_temp(n))
+
+    async def _list_after(self, top: str, start_after: str) -> list[str]:
+        if self.backend == "s3fs":
+            return await self._list_after_s3(top, start_after)
+        if self.backend == "gcsfs":
+            return await self._list_after_gcs(top, start_after)
+        if self.backend == "adlfs":
+            return await self._list_after_azure(top, start_after)
+        return [n for n in await self._list_all(top) if n > start_after]
+
+    async def _list_all(self, top: str) -> list[str]:
+        try:
+            paths = await self.fs._find(top)
+        except FileNotFoundError:
+            return []
+        cut = len(top) + 1
+        return [self.fs._strip_protocol(p)[cut:] for p in paths]
+
+    async def _list_after_s3(self, top: str, start_after: str) -> list[str]:
+        # ListObjectsV2 with StartAfter: the listing begins after the marker (one request per
+        # 1000 names of the tail, however long the journal is).
+        bucket, key, _ = self.fs.split_path(top)
+        head = f"{key}/"
+        names: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": head, "StartAfter": head + start_after, "Delimiter": "/"}
+        while True:
+            page = await self.fs._call_s3("list_objects_v2", **kwargs)
+            names.extend(item["Key"][len(head) :] for item in page.get("Contents", []))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return names
+            kwargs["ContinuationToken"] = token
+
+    async def _list_after_gcs(self, top: str, start_after: str) -> list[str]:
+        # objects.list with startOffset (inclusive: the marker itself is filtered out above).
+        bucket, key, _ = self.fs.split_path(top)
+        head = f"{key}/"
+        names: list[str] = []
+        params: dict[str, Any] = {"prefix": head, "delimiter": "/", "startOffset": head + start_after, "maxResults": 1000}
+        while True:
+            page = await self.fs._call("GET", "b/{}/o", bucket, json_out=True, **params)
+            names.extend(item["name"][len(head) :] for item in page.get("items", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return names
+            params["pageToken"] = token
+
+    async def _list_after_azure(self, top: str, start_after: str) -> list[str]:
+        # List Blobs with startFrom (inclusive; azure-storage-blob's ``start_from``). A service
+        # or SDK without it answers the whole prefix, which the caller filters.
+        from azure.core.exceptions import HttpResponseError
+
+        container, key, _ = self.fs.split_path(top)
+        head = f"{key}/"
+        names: list[str] = []
+        async with self.fs.service_client.get_container_client(container) as client:
+            if self._azure_start_from:
+                try:
+                    async for blob in client.list_blobs(name_starts_with=head, start_from=head + start_after):
+                        names.append(blob.name[len(head) :])
+                    return names
+                except TypeError:  # an SDK older than start_from
+                    self._azure_start_from = False
+                except HttpResponseError as exc:
+                    if exc.status_code not in (400, 501):
+                        raise
+                    # A service (API version, account kind) that refuses startFrom: list it all.
+                    self._azure_start_from = False
+                    names.clear()
+            async for blob in client.list_blobs(name_starts_with=head):
+                names.append(blob.name[len(head) :])
+        return names
 
     # -- primitives ---------------------------------------------------------------------------
 

@@ -125,6 +125,17 @@ class BlobStore(abc.ABC):
         cut = len(prefix.rstrip("/")) + 1
         return [k[cut:] for k in self.list_keys(prefix) if "/" not in k[cut:]]
 
+    #: Whether ``list_after`` asks the storage for only the names after the marker (S3
+    #: StartAfter, GCS startOffset, Azure startFrom), or lists the directory and filters (a local
+    #: directory or memory, where a listing costs no request).
+    lists_after_natively = False
+
+    def list_after(self, prefix: str, start_after: str) -> list[str]:
+        """The names directly below the flat directory ``prefix`` that sort after ``start_after``
+        (strictly), sorted: a listing of only the tail of a directory whose names sort by time
+        (journal/). Derived here by filtering list_names; object stores start the listing there."""
+        return [n for n in self.list_names(prefix) if n > start_after]
+
     def list_sized(self, prefix: str) -> list[tuple[str, int]]:
         """(key, size in bytes) of every key below ``prefix``, sorted: what list_keys lists,
         from the same one listing (object stores return sizes with it), for a copy that must

@@ -22,6 +22,7 @@ from objstore.model import job as job_kind
 from objstore.repo import Repository
 from objstore.sync import streams
 from objstore.sync.streams import Item, LineError
+from refs.backoff import attempts
 
 FLUSH_EVERY = 50_000
 CAS_RETRIES = 100
@@ -139,7 +140,7 @@ class Importer:
     def merge_states(self) -> None:
         repo = self.repo
         for fullname, invalid in self.states.items():
-            for _ in range(CAS_RETRIES):
+            for _ in attempts(CAS_RETRIES):
                 _, raw = repo.read_handle_state(fullname)
                 current = set() if isinstance(raw, Missing) else (handle_kind.decode_state(raw) or set())
                 union = current | invalid

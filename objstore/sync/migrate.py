@@ -33,6 +33,7 @@ from objstore.repo import Repository
 from objstore.store import open_blobs
 from objstore.sync import redun_db
 from objstore.sync.redun_db import Source, Tables
+from refs.backoff import attempts
 
 Progress = Callable[[str, int], None]
 CAS_RETRIES = 100
@@ -233,7 +234,7 @@ def _merge_states(repo: Repository, conv: Converter) -> int:
     changed = 0
     for fullname, migrated in conv.migrated_handles.items():
         source_invalid = conv.invalid.get(fullname, set())
-        for _ in range(CAS_RETRIES):
+        for _ in attempts(CAS_RETRIES):
             _, raw = repo.read_handle_state(fullname)
             current = set() if isinstance(raw, Missing) else (handle_kind.decode_state(raw) or set())
             new = (current - migrated) | source_invalid

@@ -445,7 +445,7 @@ class _Copier:
             value = _get(src, merge.name)
             if value is None:
                 continue
-            for _ in range(CAS_RETRIES):
+            for _ in refs_pkg.attempts(CAS_RETRIES):
                 current = _get(dst, merge.name)
                 new = merge_ref(merge.name, value, current)
                 if new is None:
