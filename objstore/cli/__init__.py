@@ -218,20 +218,23 @@ class Context:
         return default_index_dir(url, self.cache_home())
 
     def storage_options(self) -> dict[str, Any] | None:
-        """fsspec options of the repository: $OBJSTORE_STORAGE_OPTIONS, else redun.ini's."""
+        """fsspec options of the repository: redun.ini's (when it named the repository), else
+        $OBJSTORE_STORAGE_OPTIONS."""
         return self._json_setting("OBJSTORE_STORAGE_OPTIONS", "objstore_storage_options")
 
     def value_store_options(self) -> dict[str, Any] | None:
-        """fsspec options of the repository's value store: $OBJSTORE_VALUE_STORE_OPTIONS, else
-        redun.ini's (by default the repository's own when both are the same kind of storage)."""
+        """fsspec options of the repository's value store, read as storage_options is (by
+        default the repository's own when both are the same kind of storage)."""
         return self._json_setting("OBJSTORE_VALUE_STORE_OPTIONS", "objstore_value_store_options")
 
     def _json_setting(self, env_name: str, ini_key: str) -> dict[str, Any] | None:
         from objstore.redun.config import ConfigError, json_object
 
-        raw, where = self.environ.get(env_name), f"${env_name}"
-        if not raw and self.redun and self.redun.get(ini_key):
-            raw, where = self.redun[ini_key], f"redun.ini {ini_key}"
+        # The redun adapter's order (objstore.redun.config): the redun.ini that named this
+        # repository, then the environment, so `objstore` and `redun run` agree.
+        raw, where = (self.redun or {}).get(ini_key), f"redun.ini {ini_key}"
+        if not raw:
+            raw, where = self.environ.get(env_name), f"${env_name}"
         if not raw:
             return None
         try:
