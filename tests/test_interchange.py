@@ -28,6 +28,7 @@ from sync_helpers import (
 )
 
 from objstore import hashing, model
+from objstore.format import FORMAT_VERSION
 from objstore.repo import Repository
 
 
@@ -82,7 +83,7 @@ def test_full_stream_carries_the_cache_and_round_trips(recorded, tmp_path, env):
     repo = recorded["repo"]
     stream = run(["--repo", repo, "export"], tmp_path, env, check=0).stdout
     lines = records(stream)
-    assert lines[0] == {"_format": "objstore-export", "_version": 1, "_type": "header", "repo_format": [2, 0]}
+    assert lines[0] == {"_format": "objstore-export", "_version": 1, "_type": "header", "repo_format": list(FORMAT_VERSION)}
     assert lines[-1] == {"_type": "end", "count": len(lines) - 2}
     kinds = {line["kind"] for line in lines if line["_type"] == "object"}
     assert {"value", "call", "job", "exec", "tag", "handle", "handle_edge"} <= kinds
