@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -284,3 +285,17 @@ def test_redun_ini_bounds_or_turns_off_the_pack_cache(bucket, tmp_path, setting,
     cache = backend.prov.repo.pack_cache
     assert (cache.max_bytes if cache is not None else None) == expect
     backend.close()
+
+
+def test_a_killed_writers_temp_file_in_the_cache_is_removed_once_stale(bucket, tmp_path):
+    repo, _ = bucket
+    values = _write_packs(repo.url, repo.options, tmp_path / "writer", count=1, pack_cache_bytes=0)
+    packs = tmp_path / "reader" / "packs"
+    packs.mkdir(parents=True)
+    stale, fresh = packs / ".tmp-killed", packs / ".tmp-writing"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    with Repository.open(repo.url, repo.options, index_dir=tmp_path / "reader") as r:
+        assert r.get(values[0][0]) == values[0][1:]
+    assert not stale.exists() and fresh.exists()  # another process may still be writing that one
