@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import pytest
 import s3_requests
 
 from objstore import hashing, layout, model
+from objstore.redun import ObjstoreBackend
 from objstore.repo import Repository
 from objstore.repo.repository import CATCH_UP_INTERVAL
 
@@ -269,3 +271,31 @@ def test_a_cache_directory_that_cannot_be_written_only_costs_requests(bucket, tm
         # Kept in this process's memory instead: each pack fetched once, no error.
         assert counts.by_kind_area[("GET", "objects/pack")] == 2 and counts.total == 2
     assert sum("cannot keep pack" in rec.getMessage() for rec in caplog.records) == 1  # said once
+
+
+@pytest.mark.parametrize("setting, expect", [(None, 512 << 20), ("0", None), ("1000000", 1000000)])
+def test_redun_ini_bounds_or_turns_off_the_pack_cache(bucket, tmp_path, setting, expect):
+    repo, _ = bucket
+    config = {"objstore_url": repo.url, "objstore_storage_options": json.dumps(repo.options),
+              "objstore_index_dir": str(tmp_path / "ix"), "objstore_create": "true"}
+    if setting is not None:
+        config["objstore_pack_cache_bytes"] = setting
+    backend = ObjstoreBackend(config=config)
+    backend.load()
+    cache = backend.prov.repo.pack_cache
+    assert (cache.max_bytes if cache is not None else None) == expect
+    backend.close()
+
+
+def test_a_killed_writers_temp_file_in_the_cache_is_removed_once_stale(bucket, tmp_path):
+    repo, _ = bucket
+    values = _write_packs(repo.url, repo.options, tmp_path / "writer", count=1, pack_cache_bytes=0)
+    packs = tmp_path / "reader" / "packs"
+    packs.mkdir(parents=True)
+    stale, fresh = packs / ".tmp-killed", packs / ".tmp-writing"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    with Repository.open(repo.url, repo.options, index_dir=tmp_path / "reader") as r:
+        assert r.get(values[0][0]) == values[0][1:]
+    assert not stale.exists() and fresh.exists()  # another process may still be writing that one

@@ -27,7 +27,8 @@ scheduler's run and the close (final flush). Requests per job = run / jobs: what
 the workflow; the load is a constant per process.
 
 --speed times, side by side in one run (medians of --repeat), redun's sqlite backend on a
-local file and objstore on moto S3 (recorder off), first and cached fan-out runs.
+local file, objstore on moto S3 (recorder off) and objstore on a local directory (for what S3
+adds), first and cached fan-out runs.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def print_counts(rows: list[Row]) -> None:
 
 def speed(server: servers.ServerProcess, tmp: Path, n: int, repeat: int) -> None:
     """sqlite on local disk vs objstore on moto S3: fan-out first and cached, medians."""
-    results: dict[str, list[tuple[float, float]]] = {"sqlite": [], "objstore-s3": []}
+    results: dict[str, list[tuple[float, float]]] = {"sqlite": [], "objstore-s3": [], "objstore-local": []}
     workload = fanout_workload(n)
     for i in range(repeat):
         for name in results:
@@ -231,6 +232,11 @@ def speed(server: servers.ServerProcess, tmp: Path, n: int, repeat: int) -> None
                 def make(d: Path = d) -> Any:
                     b = RedunBackendDb(db_uri=f"sqlite:///{d}/redun.db")
                     b.load(migrate=True)
+                    return b
+            elif name == "objstore-local":
+                def make(d: Path = d) -> Any:
+                    b = ObjstoreBackend(str(d / "repo"), index_dir=str(d / "index"), create=True)
+                    b.load()
                     return b
             else:
                 repo = Repo(server, d)
@@ -245,10 +251,11 @@ def speed(server: servers.ServerProcess, tmp: Path, n: int, repeat: int) -> None
         print(f"  timed round {i + 1}", file=sys.stderr, flush=True)
     med = {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v)) for k, v in results.items()}
     print(f"\nspeed, fan-out N={n}: seconds per run (median of {repeat}; cached = new backend, same store)")
-    print(f"{'run':<10}{'sqlite (local file)':>22}{'objstore (moto S3)':>22}{'sqlite/objstore':>18}")
+    print(f"{'run':<10}{'sqlite (local file)':>22}{'objstore (moto S3)':>22}{'sqlite/objstore':>18}"
+          f"{'objstore (local dir)':>22}{'S3/local':>10}")
     for j, run in enumerate(("first", "cached")):
-        s, o = med["sqlite"][j], med["objstore-s3"][j]
-        print(f"{run:<10}{s:>22.3f}{o:>22.3f}{s / o:>17.2f}x")
+        s, o, loc = med["sqlite"][j], med["objstore-s3"][j], med["objstore-local"][j]
+        print(f"{run:<10}{s:>22.3f}{o:>22.3f}{s / o:>17.2f}x{loc:>22.3f}{o / loc:>9.2f}x")
     print("targets: first run faster than sqlite (> 1x); cached >= 3x faster")
 
 

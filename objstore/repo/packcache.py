@@ -22,6 +22,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,9 @@ DEFAULT_MAX_BYTES = 512 << 20
 # Packs kept in this process's memory once loaded (their bytes, verified), so a run of single
 # reads does not read and hash a file each time.
 MEMORY_BYTES = 64 << 20
+
+# A temp file this old is a killed process's, not a copy being written: removed at eviction.
+STALE_TEMP_SECONDS = 3600.0
 
 Fetch = Callable[[str], bytes | Missing]
 
@@ -157,12 +161,19 @@ class PackCache:
 
     def _evict(self, *, keep: str) -> None:
         files = []
+        now = time.time()
         for entry in os.scandir(self.directory):
-            if not is_pack_name(entry.name):
-                continue  # another process's file being written, or not ours
             try:
                 st = entry.stat()
             except OSError:
+                continue
+            if not is_pack_name(entry.name):
+                # Another process's copy being written, or one a killed process left behind.
+                if entry.name.startswith(".tmp-") and now - st.st_mtime > STALE_TEMP_SECONDS:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
                 continue
             files.append((st.st_mtime, entry.name, st.st_size))
         total = sum(size for _, _, size in files)
