@@ -286,7 +286,7 @@ class FullExport:
         heads: dict[str, str] = {}
         for call in self.calls:
             call_eval = hashing.hash_eval(call["task_hash"], call["args_hash"])
-            head = repo.eval_head(call_eval)
+            head = repo.eval_head(call_eval, by_path=False)  # heads are journaled: no GET per call
             if isinstance(head, str):
                 heads[call_eval] = head
         # Heads no reached call names but whose value was reached (a scheduler task's, such as

@@ -95,7 +95,7 @@ class Importer:
                     f"eval head {item.id} points at value {item.value}, which is neither earlier in "
                     "the stream nor in the repository"
                 )
-            if self.repo.eval_head(item.id) != item.value:
+            if self.repo.eval_head(item.id, by_path=False) != item.value:
                 self.repo.set_eval_head(item.id, item.value)
                 self.result.evals += 1
         elif item.type == streams.HANDLE_STATE:

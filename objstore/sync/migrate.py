@@ -281,7 +281,7 @@ def migrate(source: Source, repo: Repository, *, progress: Progress | None = Non
         repo.note(conv.notes)
         stats.notes = len(conv.notes)
     for eval_hash, value_hash in conv.heads.items():
-        head = repo.eval_head(eval_hash)
+        head = repo.eval_head(eval_hash, by_path=False)
         if isinstance(head, Missing):
             repo.set_eval_head(eval_hash, value_hash)
             stats.evals += 1
