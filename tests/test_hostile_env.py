@@ -412,8 +412,14 @@ def test_damaged_eval_head_files_on_shared_storage(tmp_path):
         b.close()
     fs = fsspec.filesystem("memory")
     root = url[len("memory://"):]
-    heads = fs.find(f"/{root}/evals")
-    assert heads  # shared storage writes a file per head
+    # Heads live in the journal; head files are what an older objstore left beside them. Plant
+    # one per recorded head (then damage it) and some for heads nobody recorded.
+    from objstore.repo import Repository
+
+    with Repository.open(url, index_dir=str(tmp_path / "ix-writer")) as repo:
+        recorded = [eval_hash for eval_hash, _ in repo.index.scan("evals")]
+    assert recorded
+    heads = [f"/{root}/evals/{eval_hash[:2]}/{eval_hash[2:]}" for eval_hash in recorded]
     unknown = {"ab" * 20: b"../../etc/passwd", "cd" * 20: b"\x00\xff", "ef" * 20: corpus.MISSING_VALUE.encode()}
     for eval_hash, data in unknown.items():
         fs.pipe_file(f"/{root}/evals/{eval_hash[:2]}/{eval_hash[2:]}", data)
