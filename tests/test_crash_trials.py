@@ -29,7 +29,7 @@ def work(tmp_path):
 
 def test_a_killed_run_leaves_a_clean_repository_and_a_rerun_reuses_what_was_recorded(work):
     url = str(work / "repo")
-    trial = ct.workflow_trial(work, "local", url, {}, JOBS, 0.9)
+    trial = ct.workflow_trial(work, "local", url, {}, JOBS, 1.5)
     assert not trial.fsck_errors and not trial.wrong_result, trial
     assert trial.lost == 0 and trial.ignored == 0, trial
     assert trial.heads > 0 and trial.reexecuted <= JOBS - trial.heads, trial
@@ -51,11 +51,11 @@ def test_a_killed_gc_leaves_a_clean_repository_that_keeps_its_cache(work):
 
 @pytest.mark.skipif(crash_power.why_not() is not None, reason=f"power cut: {crash_power.why_not()}")
 def test_a_durable_run_loses_nothing_acknowledged_in_a_power_cut(work):
-    durable = crash_power.one_trial(work, True, 120, 3.0)
+    durable = crash_power.one_trial(work, True, 80, 2.5)
     assert durable.acked > 0 and durable.lost == 0 and durable.acked_rerun == 0, durable
     assert not durable.fsck_errors and not durable.wrong_result, durable
     # The same cut loses acks the default policy never promised: the harness does drop writes.
-    control = crash_power.one_trial(work, False, 120, 2.0)
+    control = crash_power.one_trial(work, False, 80, 1.5)
     assert control.acked > 0 and control.lost > 0, control
     assert not control.after_repair and not control.wrong_result, control
 
