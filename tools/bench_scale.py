@@ -156,7 +156,9 @@ def measure(work: Path, size: int, args) -> dict:
 
     def refresh():
         shutil.rmtree(client, ignore_errors=True)
-        with Repository.open(url, index_dir=client) as repo:
+        # auto_compact off: past compact_threshold (1000) journal files a client compacts in the
+        # background, and close() would wait for that fold; it is not the refresh's cost.
+        with Repository.open(url, index_dir=client, auto_compact=False) as repo:
             repo.refresh()
 
     out["journal_files"] = len(os.listdir(Path(url) / "journal"))
@@ -213,8 +215,9 @@ RUN_CHILD = textwrap.dedent(
 
 
     def status():
+        """MiB: peak RSS, RSS, and of RSS the heap (anonymous) and mapped files (the LMDB index)."""
         fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
-        return int(fields["VmHWM"].split()[0]) // 1024, int(fields["VmRSS"].split()[0]) // 1024
+        return tuple(int(fields[f].split()[0]) // 1024 for f in ("VmHWM", "VmRSS", "RssAnon", "RssFile"))
 
 
     samples, stop = [], threading.Event()
@@ -229,25 +232,30 @@ RUN_CHILD = textwrap.dedent(
 
 
     url, index, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    backend = ObjstoreBackend(url, index_dir=index, create=True)
+    if sys.argv[4] == "floor":  # redun's own memory: the do-nothing backend of bench_redun
+        sys.path.insert(0, sys.argv[5])
+        from bench_redun import FloorBackend
+        backend = FloorBackend()
+    else:
+        backend = ObjstoreBackend(url, index_dir=index, create=True)
     scheduler = Scheduler(config=Config({"scheduler": {"ignore_warnings": "namespace"}}), backend=backend)
     t0 = time.perf_counter()
     threading.Thread(target=sampler, args=(10000,), daemon=True).start()
     result = scheduler.run(main(n, 10000))
     seconds = time.perf_counter() - t0
     stop.set()
-    backend.close()
+    getattr(backend, "close", lambda: None)()
     assert [x for part in result for x in part] == [i + 1 for i in range(n)]
     print(json.dumps({"tasks": n, "seconds": seconds, "samples": samples, "end": status()}))
     '''
 )
 
 
-def run_tasks(work: Path, n: int) -> dict:
+def run_tasks(work: Path, n: int, backend: str = "objstore") -> dict:
     script = work / "scale_run.py"
     script.write_text(RUN_CHILD)
-    done = subprocess.run([sys.executable, str(script), str(work / f"run-{n}"), str(work / f"run-index-{n}"), str(n)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(script), str(work / f"run-{n}"), str(work / f"run-index-{n}"), str(n),
+                           backend, str(ROOT / "tools")], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the {n}-task run failed: {done.stderr[-3000:]}")
     shutil.rmtree(work / f"run-{n}", ignore_errors=True)
@@ -258,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, nargs="*", default=[10**4, 10**5, 10**6])
     parser.add_argument("--tasks", type=int, nargs="*", default=[10**4, 10**5])
+    parser.add_argument("--floor", type=int, nargs="*", default=[],
+                        help="the same runs on bench_redun's do-nothing backend (redun's own memory)")
     parser.add_argument("--per-exec", type=int, default=1000, help="leaf jobs per execution (default 1000)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -283,14 +293,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['cli_floor_s']:>5.2f}({r['cli_floor_cpu']:>4.2f}) {r['hit_us']:>3.0f}us {r['miss_us']:>3.0f}us "
                   f"{r['fsck_s']:>6.2f}({r['fsck_cpu']:>5.2f})  {r['refresh_cpu'] / first['refresh_cpu']:.1f} "
                   f"{log_cost / first_log:.1f} {r['fsck_cpu'] / first['fsck_cpu']:.1f} ({grow:.0f}x)", flush=True)
-        if args.tasks:
-            print(f"\n{'tasks':>7} {'seconds':>8} {'ms/task':>7}   peak RSS (MiB) after each 10^4 tasks", flush=True)
-        for n in args.tasks:
-            r = run_tasks(work, n)
+        if args.tasks or args.floor:
+            print(f"\n{'backend':8} {'tasks':>7} {'seconds':>8} {'ms/task':>7}   peak RSS MiB after each 10^4 tasks "
+                  f"(heap+mapped files at the last)", flush=True)
+        for backend, n in [("objstore", n) for n in args.tasks] + [("floor", n) for n in args.floor]:
+            r = run_tasks(work, n, backend)
+            r["backend"] = backend
             results["runs"].append(r)
             peaks = " ".join(str(s[2]) for s in r["samples"])
-            print(f"{n:>7,} {r['seconds']:>7.1f}s {r['seconds'] / n * 1e3:>7.2f}   {peaks}  (end: peak {r['end'][0]}, "
-                  f"now {r['end'][1]})", flush=True)
+            last = r["samples"][-1] if r["samples"] else r["end"]
+            print(f"{backend:8} {n:>7,} {r['seconds']:>7.1f}s {r['seconds'] / n * 1e3:>7.2f}   {peaks} "
+                  f"({last[-2]}+{last[-1]})  end: peak {r['end'][0]}, now {r['end'][1]}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["load_after"] = os.getloadavg()

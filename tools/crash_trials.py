@@ -349,11 +349,17 @@ def prepare(work: Path, command: str, template: Path, number: int | str, server)
 
 
 def command_trial(work: Path, command: str, template: Path, number: int, n: int, kill_after: float,
-                  server) -> Trial:
+                  server, args_first_file: bool = False) -> Trial:
+    """``args_first_file``: a push-local's kill is counted from its first file in the destination."""
     repo, checked, options = prepare(work, command, template, number, server)
     trial = Trial(command, kill_after)
     index = work / f"cmd-index-{number}"
     proc = cli(command_args(command, repo, "dst"), None, index)
+    if command == "push-local" and args_first_file:
+        # On a loaded machine the interpreter's start is most of a local push: count the kill
+        # from the first file the push created in the destination.
+        while proc.poll() is None and not any(files for _, _, files in os.walk(Path(checked) / "objects")):
+            time.sleep(0.005)
     time.sleep(kill_after)
     trial.completed = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
@@ -420,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync", type=int, default=6, help="kills of each push: local->local, local->S3 (6)")
     parser.add_argument("--gc", type=int, default=6, help="kills of gc --grace 0 --prune (6)")
     parser.add_argument("--repack", type=int, default=6, help="kills of repack --all (6)")
+    parser.add_argument("--only", nargs="*", default=None, metavar="COMMAND",
+                        help="only these commands (push-local, push-s3, gc, repack)")
+    parser.add_argument("--cmd-window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="kill commands between LO and HI seconds (default: 0.25 s to their unkilled time)")
+    parser.add_argument("--from-first-file", action="store_true",
+                        help="count a push-local's kill time from the first file it copied")
     parser.add_argument("--jobs", type=int, default=300, help="leaf jobs per run (default 300)")
     parser.add_argument("--seed", type=int, default=8, help="seed of the kill times (default 8)")
     parser.add_argument("--min-kill", type=float, default=0.2)
@@ -437,6 +449,7 @@ def campaign(args) -> list[Trial]:
     trials: list[Trial] = []
     try:
         commands = ["push-local"] * args.sync + ["push-s3"] * args.sync + ["gc"] * args.gc + ["repack"] * args.repack
+        commands = [c for c in commands if args.only is None or c in args.only]
         if args.s3 or "push-s3" in commands:
             import servers
 
@@ -461,8 +474,10 @@ def campaign(args) -> list[Trial]:
             durations = {c: time_command(work, c, template, server) for c in dict.fromkeys(commands)}
             print("unkilled: " + ", ".join(f"{c} {s:.2f}s" for c, s in durations.items()), flush=True)
             for number, command in enumerate(commands, len(plan) + 1):
-                kill_after = rng.uniform(0.25, durations[command])
-                trials.append(command_trial(work, command, template, number, args.jobs, kill_after, server))
+                lo, hi = args.cmd_window or (0.25, durations[command])
+                kill_after = rng.uniform(lo, hi)
+                trials.append(command_trial(work, command, template, number, args.jobs, kill_after, server,
+                                            args.from_first_file))
                 print(row(number, trials[-1]), flush=True)
                 for line in trials[-1].fsck_errors[:5]:
                     print("    " + line, flush=True)
