@@ -96,7 +96,9 @@ class LogQuery(Reads):
         execution = self.prov.jobs.get_execution(execution_id)
         if execution is MISSING:
             if self.core.kind_of(execution_id) == model.EXECUTION:
-                self.damaged(execution_id, "execution")
+                why = self._why_unreadable(execution_id)
+                self.damaged(execution_id, "execution", why)
+                raise ObjectNotFound(f"execution {execution_id} cannot be read: {why}")
             raise ObjectNotFound(f"no execution {execution_id}")
         root_id = execution.get("job_id")
         root_meta: Any = self.job_meta(root_id) if root_id else MISSING
