@@ -81,12 +81,14 @@ def test_list_after_lists_the_names_after_the_marker_only(target):
     blobs.create("journal/sub/20270101T000000.000000Z-cccccccc", b"nested: not in the flat listing")
     blobs.create("journalx/20270101T000000.000000Z-cccccccc", b"a sibling prefix")
     sent: list[dict] = []
-    if target.name == "gcs":  # the emulator ignores startOffset (the store filters): check it is asked
+    if target.name == "gcs":  # the listing asks for startOffset (tools/gcs_emulator.py honours it)
         call = blobs.fs._call
 
         async def recorded(method, path, *args, **kwargs):
-            sent.append(kwargs)
-            return await call(method, path, *args, **kwargs)
+            answer = await call(method, path, *args, **kwargs)
+            if "startOffset" in kwargs:
+                sent.append({**kwargs, "got": len(answer.get("items", []))})
+            return answer
 
         blobs.fs._call = recorded
     assert blobs.list_after("journal", "") == names
@@ -96,7 +98,8 @@ def test_list_after_lists_the_names_after_the_marker_only(target):
     assert blobs.list_after("nothing-here", "") == []
     assert blobs.lists_after_natively == target.is_remote
     if target.name == "gcs":
-        assert any(k.get("startOffset") == f"{root.split('/', 1)[1]}/journal/{names[4]}" for k in sent), sent
+        asked = [k for k in sent if k["startOffset"] == f"{root.split('/', 1)[1]}/journal/{names[4]}"]
+        assert asked and asked[0]["got"] == len(names) - 4, sent  # inclusive: the marker, and what follows
 
 
 # -- a refresh lists the tail only ------------------------------------------------------------
