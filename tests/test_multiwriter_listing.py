@@ -333,3 +333,28 @@ def test_the_listing_settings_through_objstore_config(tmp_path):
     # A usage error, as argparse gives one: the usage line, then one line naming the problem.
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1] == "objstore: error: journal_skew must not be negative"
+
+
+def test_a_full_listing_that_fails_half_way_is_made_again_by_the_next_refresh(tmp_path):
+    from objstore.errors import StorageError
+
+    url = str(tmp_path / "repo")
+    with Repository.init(url, index_dir=tmp_path / "a") as a, Repository.open(url, index_dir=tmp_path / "b") as b:
+        flush_values(b, "first")
+        a.refresh()
+        stamped(b, _dt.datetime.now(_dt.UTC) - _dt.timedelta(hours=1))  # beyond the window
+        late = flush_values(b, "late")
+        a.journal.full_every = 0.5
+        time.sleep(0.6)  # a full listing is due
+        read_many = a.blobs.read_many
+
+        def failing(keys):
+            raise StorageError("the network went away")
+
+        a.blobs.read_many = failing
+        with pytest.raises(StorageError):
+            a.refresh()
+        a.blobs.read_many = read_many
+        a.journal.full_every = 3600  # due or not, the failed full listing must be made again
+        assert a.refresh() == 1 and a.journal.last_listing == "full"
+        assert a.has(late[0])
