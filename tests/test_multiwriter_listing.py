@@ -81,12 +81,14 @@ def test_list_after_lists_the_names_after_the_marker_only(target):
     blobs.create("journal/sub/20270101T000000.000000Z-cccccccc", b"nested: not in the flat listing")
     blobs.create("journalx/20270101T000000.000000Z-cccccccc", b"a sibling prefix")
     sent: list[dict] = []
-    if target.name == "gcs":  # the emulator ignores startOffset (the store filters): check it is asked
+    if target.name == "gcs":  # the listing asks for startOffset (tools/gcs_emulator.py honours it)
         call = blobs.fs._call
 
         async def recorded(method, path, *args, **kwargs):
-            sent.append(kwargs)
-            return await call(method, path, *args, **kwargs)
+            answer = await call(method, path, *args, **kwargs)
+            if "startOffset" in kwargs:
+                sent.append({**kwargs, "got": len(answer.get("items", []))})
+            return answer
 
         blobs.fs._call = recorded
     assert blobs.list_after("journal", "") == names
@@ -96,7 +98,8 @@ def test_list_after_lists_the_names_after_the_marker_only(target):
     assert blobs.list_after("nothing-here", "") == []
     assert blobs.lists_after_natively == target.is_remote
     if target.name == "gcs":
-        assert any(k.get("startOffset") == f"{root.split('/', 1)[1]}/journal/{names[4]}" for k in sent), sent
+        asked = [k for k in sent if k["startOffset"] == f"{root.split('/', 1)[1]}/journal/{names[4]}"]
+        assert asked and asked[0]["got"] == len(names) - 4, sent  # inclusive: the marker, and what follows
 
 
 # -- a refresh lists the tail only ------------------------------------------------------------
@@ -330,3 +333,28 @@ def test_the_listing_settings_through_objstore_config(tmp_path):
     # A usage error, as argparse gives one: the usage line, then one line naming the problem.
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1] == "objstore: error: journal_skew must not be negative"
+
+
+def test_a_full_listing_that_fails_half_way_is_made_again_by_the_next_refresh(tmp_path):
+    from objstore.errors import StorageError
+
+    url = str(tmp_path / "repo")
+    with Repository.init(url, index_dir=tmp_path / "a") as a, Repository.open(url, index_dir=tmp_path / "b") as b:
+        flush_values(b, "first")
+        a.refresh()
+        stamped(b, _dt.datetime.now(_dt.UTC) - _dt.timedelta(hours=1))  # beyond the window
+        late = flush_values(b, "late")
+        a.journal.full_every = 0.5
+        time.sleep(0.6)  # a full listing is due
+        read_many = a.blobs.read_many
+
+        def failing(keys):
+            raise StorageError("the network went away")
+
+        a.blobs.read_many = failing
+        with pytest.raises(StorageError):
+            a.refresh()
+        a.blobs.read_many = read_many
+        a.journal.full_every = 3600  # due or not, the failed full listing must be made again
+        assert a.refresh() == 1 and a.journal.last_listing == "full"
+        assert a.has(late[0])

@@ -14,6 +14,8 @@ vacuously; this wrapper patches its route table so that
 * media downloads carry ``x-goog-generation`` / ``x-goog-metageneration`` like GCS's, so
   a client can read an object and the generation it read in one request;
 * an empty media upload stores an empty object instead of crashing the handler;
+* objects.list honours ``startOffset`` / ``endOffset`` (names >= start, < end), so a client
+  that lists from a marker gets the short listing GCS would give;
 * generations strictly increase (the emulator uses the wall clock, which may repeat or
   step back, and a repeated generation would make a stale CAS succeed).
 
@@ -33,6 +35,7 @@ It also fixes what makes the stock server unusable under load:
 from __future__ import annotations
 
 import http.server
+import json
 import sys
 import time
 import types
@@ -197,6 +200,25 @@ def _with_generation_headers(orig):
     return download
 
 
+def _with_offsets(ls):
+    def listing(request, response, storage, *args, **kwargs):
+        ls(request, response, storage, *args, **kwargs)
+        start = (request.query.get("startOffset") or [None])[0]
+        end = (request.query.get("endOffset") or [None])[0]
+        content = getattr(response, "_content", None)
+        if (start or end) and content:
+            doc = json.loads(content)
+
+            def keep(name: str) -> bool:
+                return (not start or name >= start) and (not end or name < end)
+
+            doc["items"] = [item for item in doc.get("items", []) if keep(item.get("name", ""))]
+            doc["prefixes"] = [p for p in doc.get("prefixes", []) if keep(p)]
+            response.json(doc)
+
+    return listing
+
+
 def _strictly_increasing_ns():
     last = 0
 
@@ -216,6 +238,7 @@ def _install() -> None:
         _objects.download: _guard_existing(_with_generation_headers(_objects.download), read=True),
         _objects.delete: _guard_existing(_objects.delete, read=False),
         _objects.patch: _guard_existing(_objects.patch, read=False),
+        _objects.ls: _with_offsets(_objects.ls),
     }
     # The route table holds the functions themselves; the module attributes are what
     # the handlers call each other through (get -> download, insert -> upload_partial,

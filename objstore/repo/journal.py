@@ -172,7 +172,8 @@ class Journal:
         # compaction threshold counts. Names retired since stay until the next full listing;
         # they count for nothing (their checkpoint covers them).
         self._known: set[str] = set()
-        self.last_listing = ""  # "full" or "tail": what the last refresh's first listing was
+        self.last_listing = ""  # "full" or "tail": what the last refresh's last listing was
+        self._full_owed = False  # a full listing failed or was cut short: the next one is full too
         # Objects listed by ingested segments of an older derivation, whose entries the
         # repository derives again once the lock is released (Repository.refresh).
         self._stale: Listing = []
@@ -208,7 +209,7 @@ class Journal:
     def tail_start(self) -> str | None:
         """Where a refresh's listing starts (a time prefix every later name sorts after), or None
         when it must list everything: a fresh index, no marker, or a full listing due."""
-        if self.full_every <= 0 or self.index.count(SEGMENTS) == 0:
+        if self._full_owed or self.full_every <= 0 or self.index.count(SEGMENTS) == 0:
             return None
         marker, full_at = self.index.meta_get(MARKER_META), self.index.meta_get(FULL_LISTING_META)
         if not isinstance(marker, str) or not isinstance(full_at, str):
@@ -224,22 +225,29 @@ class Journal:
     def _list(self, *, full: bool) -> list[str]:
         start = None if full else self.tail_start()
         if start is None:
+            self._full_owed = True  # until this listing has been ingested whole (_advance)
             names = self.names()
             self._known = set(names)
-            self.index.meta_put(FULL_LISTING_META, repr(time.time()))
         else:
             names = [n for n in self.blobs.list_after(layout.JOURNAL, start) if layout.is_journal_name(n)]
             self._known.update(names)
         self.last_listing = "full" if start is None else "tail"
+        return names
+
+    def _advance(self, names: list[str], *, full: bool) -> None:
+        """After a refresh ingested everything ``names`` listed: move the marker to the newest
+        of them, and note the time of a full listing. (Not before: a refresh that fails half way
+        must not leave a marker past segments it never read.)"""
+        if full:
+            self.index.meta_put(FULL_LISTING_META, repr(time.time()))
+            self._full_owed = False
         if names:
             # Never past this machine's clock: a writer whose clock runs ahead must not move the
             # marker so far that everyone else's segments would sort before the window.
-            now = _dt.datetime.now(_dt.UTC)
-            newest = min(layout.journal_time(names[-1]), now)
+            newest = min(layout.journal_time(names[-1]), _dt.datetime.now(_dt.UTC))
             old = self.index.meta_get(MARKER_META)
             if not isinstance(old, str) or not layout.is_journal_name(old) or layout.journal_time(old) < newest:
                 self.index.meta_put(MARKER_META, layout.segment_name(newest, "0" * 8))
-        return names
 
     def refresh(self, progress: Progress | None = None, *, full: bool = False) -> int:
         """Ingest what this index has not seen, in position order: segments one by one, and
@@ -259,6 +267,7 @@ class Journal:
                 marks = self.index.segment_marks(names)
                 new = [n for n, m in zip(names, marks) if isinstance(m, Missing)]
                 if not new:
+                    self._advance(names, full=self.last_listing == "full")
                     break
                 fresh = self.index.count(SEGMENTS) == 0
                 from objstore.repo.compaction import bulk
@@ -267,6 +276,7 @@ class Journal:
                     applied, complete = self._ingest_all(new, fresh=fresh, progress=progress, done=done)
                 done += applied
                 if complete:
+                    self._advance(names, full=self.last_listing == "full")
                     break
             return done
 
