@@ -202,11 +202,11 @@ def test_compaction_starts_by_itself_past_the_threshold(target, tmp_path):
         repo.write_format(fmt.with_setting(repo.format, "compact_threshold", 5))
         populate(repo, flushes=3)
         repo.refresh()
-        repo._join_compaction()
+        repo.auto_compaction.join()
         assert not any(layout.is_checkpoint_name(n) for n in repo.journal.names())  # 4 < 5
         populate(repo, flushes=3, prefix="w")
         repo.refresh()
-        repo._join_compaction()
+        repo.auto_compaction.join()
         names = repo.journal.names()
         assert sum(layout.is_checkpoint_name(n) for n in names) == 1
         expected = snapshot(repo)

@@ -19,6 +19,7 @@ import contextlib
 import datetime as _dt
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -317,7 +318,39 @@ def uncovered_count(index: Index, names: Sequence[str]) -> int:
     return sum(1 for m in index.get_many(SEGMENTS, segments) if m == "")
 
 
+class AutoCompaction:
+    """The compaction a client starts by itself, in the background, once the journal holds
+    ``compact_threshold`` segments no checkpoint covers; an optimisation, never a failure."""
+
+    def __init__(self, compactor: Compactor, blobs: BlobStore, url: str, *, grace: float):
+        self.compactor = compactor
+        self.blobs = blobs
+        self.url = url
+        self.grace = grace
+        self._worker: threading.Thread | None = None
+
+    def maybe_start(self, *, enabled: bool, threshold: int, listed: Sequence[str]) -> None:
+        if not (enabled and threshold) or (self._worker is not None and self._worker.is_alive()):
+            return
+        if uncovered_count(self.compactor.index, listed) < threshold:
+            return
+        self._worker = threading.Thread(target=self._run, name="objstore-compact", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        try:
+            if self.compactor.compact(merge=False):
+                self.compactor.retire(self.compactor.retirable(survey(self.blobs), grace=self.grace))
+        except Exception as exc:  # a compaction is an optimisation: never the caller's failure
+            log.warning("%s: background journal compaction failed: %s", self.url, exc)
+
+    def join(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.join()
+            self._worker = None
+
 __all__ = [
     "Compactor", "Survey", "survey", "read_headers", "load_into", "uncovered_count",
-    "MERGE_CHECKPOINTS_AT",
+    "MERGE_CHECKPOINTS_AT", "AutoCompaction",
 ]

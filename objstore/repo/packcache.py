@@ -26,7 +26,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from objstore import layout
+from objstore.fs import is_local, is_memory
 from objstore.layout import is_pack_name
 from objstore.missing import MISSING, Missing
 
@@ -200,4 +203,14 @@ class PackCache:
             return 0
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "PackCache", "content_ok"]
+def for_repository(fs: Any, index_dir: Path, blobs: Any, store: Any, max_bytes: int | None) -> PackCache | None:
+    """A remote repository's local cache of whole packs, beside its index (a local or
+    in-memory repository reads its packs by range for next to nothing: None)."""
+    if max_bytes == 0 or is_local(fs) or is_memory(fs):
+        return None
+    cache = PackCache(index_dir / "packs", lambda name: blobs.read(layout.pack_key(name)),
+                      max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)  # fmt: skip
+    store.pack_written = cache.add  # a writer keeps what it writes: its next run reads nothing
+    return cache
+
+__all__ = ["DEFAULT_MAX_BYTES", "PackCache", "content_ok", "for_repository"]

@@ -2,11 +2,15 @@
 
 ``Repository`` composes the parts below and keeps none of their logic:
 
+    opening               opening and creating (the format file, migration on open)
     buffer.WriteBuffer    what this process wrote and has not flushed; read first
+    lookups.Lookups       index reads with that buffer on top
     objects.ObjectReader  where an object is (buffer, pack, loose) and bulk reads of many
     flush.Flusher         when to flush, and the write order (objects, eval heads, journal, index)
     journal.Journal       segments: writing, listing, catching up (refresh)
     compaction.Compactor  checkpoints folding many segments; retiring what they cover
+    compaction.AutoCompaction  the same started by itself past compact_threshold
+    packcache.PackCache   whole packs of a remote repository kept beside the index
     valuestore.ValueStores  the second URL big values go to (format 2.1 settings)
     evals.EvalHeads       eval-cache heads (in the journal; old evals/ files still read)
     reindex.Reindexer     rebuilding the index from the journal or a full scan
@@ -27,25 +31,25 @@ from typing import Any
 import refs as refs_pkg
 from objstore import codec, layout, model
 from objstore import format as fmt
-from objstore.errors import CorruptObject, FormatError, RepositoryExists, RepositoryNotFound, StorageError
-from objstore.fs import is_local, is_memory, missing_container, open_url
+from objstore.errors import FormatError, RepositoryNotFound
 from objstore.ids import validate_hash, validate_id
-from objstore.index import MAX_KEY_BYTES, Index, on_network_fs
+from objstore.index import Index
 from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import journal as journal_mod
+from objstore.repo import opening, packcache, valuestore
 from objstore.repo.buffer import WriteBuffer
-from objstore.repo.compaction import Compactor, uncovered_count
+from objstore.repo.compaction import AutoCompaction, Compactor
 from objstore.repo.evals import EvalHeads
 from objstore.repo.flush import Flusher, FlushPolicy
 from objstore.repo.index_dir import default_index_dir, normalize_url
 from objstore.repo.journal import Journal, Progress
+from objstore.repo.lookups import Lookups
 from objstore.repo.objects import ObjectReader
-from objstore.repo.packcache import DEFAULT_MAX_BYTES as DEFAULT_PACK_CACHE_BYTES
-from objstore.repo.packcache import PackCache
+from objstore.repo.opening import migrates_on_open, shared_storage
 from objstore.repo.reindex import Reindexer, rederive
 from objstore.repo.repair import DamageLedger
-from objstore.repo.valuestore import ValueStores, scheme_of
+from objstore.repo.valuestore import ValueStores
 from objstore.store import open_blobs
 from objstore.store.objects import Decoded, ObjectStore
 
@@ -57,30 +61,6 @@ CATCH_UP_INTERVAL = 1.0
 # How long maintenance leaves what a live client may still use: temp files being written,
 # packs and journal files that something newer replaced. `objstore gc --grace` changes it.
 DEFAULT_GRACE = 3600.0
-
-
-def shared_storage(fs: Any, root: str) -> bool:
-    """Whether other machines may use this repository without this machine's index: any
-    remote or in-memory filesystem, and a local path on a network filesystem (NFS, SMB...)."""
-    if not is_local(fs):
-        return True
-    return on_network_fs(root)
-
-
-def indexable(key: object) -> bool:
-    """Whether the index could hold ``key`` at all."""
-    return isinstance(key, str) and 0 < len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
-
-
-def _read_format(blobs: Any, url: str) -> dict[str, Any] | Missing:
-    raw = blobs.read(layout.FORMAT_FILE)
-    if isinstance(raw, Missing):
-        return MISSING
-    try:
-        doc = codec.parse_json(raw, object_id=layout.FORMAT_FILE)
-    except CorruptObject as exc:
-        raise FormatError(f"{url}: {layout.FORMAT_FILE} is not valid JSON ({exc.reason})") from None
-    return fmt.check(doc, url)
 
 
 class Repository:
@@ -126,6 +106,7 @@ class Repository:
         self._last_refresh = 0.0  # time.monotonic() of the last refresh, and what it cost
         self._refresh_cost = 0.0
         self.buffer = WriteBuffer()
+        self.lookups = Lookups(self.buffer, self.index)
         self.journal = Journal(
             self.blobs, self.index, self.writer_id, lock,
             skew=self.settings.journal_skew, full_every=self.settings.journal_full_listing,
@@ -133,8 +114,10 @@ class Repository:
         self.evals = EvalHeads(self.blobs, self.index, self.buffer, files=self.eval_files,
                                read_files=shared_storage(fs, root))  # fmt: skip
         self.damage = DamageLedger(self.index, self.store)
-        self.value_stores = ValueStores(self._value_store_options, durable=policy.durable)
-        self.pack_cache = self._pack_cache(pack_cache_bytes)
+        self.value_stores = ValueStores(
+            valuestore.options_for(url, storage_options, value_store_options), durable=policy.durable
+        )
+        self.pack_cache = packcache.for_repository(fs, self.index_dir, self.blobs, self.store, pack_cache_bytes)
         self.objects = ObjectReader(self.store, self.index, self.buffer, self.refresh, self.damage, self.value_stores,
                                     self.pack_cache, catch_up=self.catch_up)  # fmt: skip
         self.flusher = Flusher(
@@ -143,8 +126,8 @@ class Repository:
             value_store=self._value_store_target,
         )  # fmt: skip
         self.compactor = Compactor(self.blobs, self.index, self.writer_id)
+        self.auto_compaction = AutoCompaction(self.compactor, self.blobs, url, grace=DEFAULT_GRACE)
         self._lock = lock
-        self._compacting: threading.Thread | None = None
         self.auto_compact = auto_compact
         try:
             if self.index.meta_get("repo_id") != self.repo_id:
@@ -156,28 +139,13 @@ class Repository:
             self.index.close()
             raise
 
-    def _pack_cache(self, max_bytes: int | None) -> PackCache | None:
-        """A remote repository's local cache of whole packs (a local or in-memory one reads its
-        packs by range for next to nothing)."""
-        if max_bytes == 0 or is_local(self.fs) or is_memory(self.fs):
-            return None
-        cache = PackCache(self.index_dir / "packs", lambda name: self.blobs.read(layout.pack_key(name)),
-                          max_bytes=DEFAULT_PACK_CACHE_BYTES if max_bytes is None else max_bytes)  # fmt: skip
-        self.store.pack_written = cache.add  # a writer keeps what it writes: its next run reads nothing
-        return cache
-
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
     def init(cls, url: str, storage_options: dict | None = None, **kwargs: Any) -> Repository:
         """Create a repository at ``url``; RepositoryExists if objstore.json is already there.
         Keyword arguments as ``open``."""
-        fsys, root = open_url(url, storage_options)
-        blobs = open_blobs(fsys, root, durable=_policy(kwargs).durable)
-        if not blobs.create(layout.FORMAT_FILE, codec.canonical_json(fmt.new_doc())):
-            raise RepositoryExists(f"a repository already exists at {url}")
-        kwargs.pop("create", None)
-        return cls.open(url, storage_options, **kwargs)
+        return opening.init_repository(cls, url, storage_options, **kwargs)
 
     @classmethod
     def open(
@@ -208,50 +176,11 @@ class Repository:
         ``pack_cache_bytes``: the bound of the local cache of whole packs kept beside the index
         for a remote repository (default packcache.DEFAULT_MAX_BYTES; 0: none, ranged reads).
         """
-        policy = _policy({"durable": durable, "policy": policy})
-        fsys, root = open_url(url, storage_options)
-        blobs = open_blobs(fsys, root)
-        doc = _read_format(blobs, url)
-        if isinstance(doc, Missing):
-            bucket = missing_container(fsys, root)
-            if bucket is not None:
-                raise RepositoryNotFound(f"no objstore repository at {url}: bucket {bucket!r} does not exist")
-            if blobs.list_names(layout.JOURNAL):
-                # Never a silent new repo_id over someone's data (create or not): that is
-                # `objstore init`'s call, made by a user who knows the data is theirs.
-                raise RepositoryNotFound(
-                    f"{url} holds repository data (journal/) but no {layout.FORMAT_FILE}: restore it, "
-                    f"or adopt the data as a new repository with `objstore init {url}`"
-                )
-            if not create:
-                raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
-            more: dict[str, Any] = {"index_dir": index_dir, "eval_files": eval_files, "policy": policy,
-                                    "value_store_options": value_store_options, "auto_compact": auto_compact,
-                                    "pack_cache_bytes": pack_cache_bytes}  # fmt: skip
-            try:
-                return cls.init(url, storage_options, **more)
-            except RepositoryExists:  # lost a creation race: open the winner's
-                return cls.open(url, storage_options, **more)
-        repo = cls(
-            url, fsys, root, doc, index_dir=index_dir, policy=policy, eval_files=eval_files,
-            storage_options=storage_options, value_store_options=value_store_options, auto_compact=auto_compact,
+        return opening.open_repository(
+            cls, url, storage_options, index_dir=index_dir, durable=durable, create=create, eval_files=eval_files,
+            policy=policy, value_store_options=value_store_options, migrate=migrate, auto_compact=auto_compact,
             pack_cache_bytes=pack_cache_bytes,
         )  # fmt: skip
-        if migrate is None:
-            migrate = migrates_on_open(fsys, root)
-        if fmt.version_of(doc) < fmt.FORMAT_VERSION and migrate:
-            # A repository on this machine's own disk has no client of another objstore version
-            # on another machine that could miss what this one writes: migrate it now. Shared
-            # storage (buckets, network mounts) waits for `objstore db upgrade`, run once every
-            # client has an objstore that reads the new version.
-            try:
-                repo.upgrade()
-            except StorageError as exc:
-                log.warning("%s: left at format %s (cannot migrate it: %s)", url, fmt.show(doc["version"]), exc)
-            except BaseException:
-                repo.index.close()
-                raise
-        return repo
 
     @property
     def packs(self) -> bool:
@@ -285,7 +214,7 @@ class Repository:
 
     def reload_format(self) -> dict[str, Any]:
         """Read objstore.json again (another client may have upgraded or changed settings)."""
-        doc = _read_format(self.blobs, self.url)
+        doc = opening.read_format(self.blobs, self.url)
         if isinstance(doc, Missing):
             raise RepositoryNotFound(f"no objstore repository at {self.url} ({layout.FORMAT_FILE} not found)")
         if doc.get("repo_id") != self.repo_id:
@@ -295,13 +224,6 @@ class Repository:
         return doc
 
     # -- the value store ----------------------------------------------------------------------
-
-    def _value_store_options(self, url: str) -> dict | None:
-        if self.value_store_options is not None:
-            return self.value_store_options
-        if scheme_of(url) == scheme_of(self.url):
-            return self.storage_options  # same kind of storage: most likely the same account
-        return None
 
     def _value_store_target(self) -> Any:
         url = self.settings.value_store_url
@@ -381,41 +303,14 @@ class Repository:
         return self.evals.get(validate_hash(eval_hash), by_path=by_path)
 
     def lookup(self, table: str, key: str) -> str | Missing:
-        """An index value with this process's unflushed writes on top. A key the index cannot
-        hold (empty, over-long: built from bad input) was never written: MISSING."""
-        value = self.buffer.lookup(table, key)
-        if value is not None:
-            return value
-        if not indexable(key):
-            return MISSING
-        return self.index.get(table, key)
+        """An index value with this process's unflushed writes on top (lookups.Lookups)."""
+        return self.lookups.lookup(table, key)
 
     def lookup_many(self, table: str, keys: Iterable[str]) -> list[str | Missing]:
-        """``lookup`` for many keys in one index read (input order kept)."""
-        keys = list(keys)
-        if self.buffer.idle():
-            try:
-                return self.index.get_many(table, keys)
-            except (ValueError, TypeError):  # a key the index cannot hold: one by one below
-                pass
-        out: list[str | Missing] = [MISSING] * len(keys)
-        todo = []
-        for i, key in enumerate(keys):
-            value = self.buffer.lookup(table, key)
-            if value is not None:
-                out[i] = value
-            elif indexable(key):
-                todo.append(i)
-        if todo:
-            for i, value in zip(todo, self.index.get_many(table, [keys[i] for i in todo])):
-                out[i] = value
-        return out
+        return self.lookups.lookup_many(table, keys)
 
     def lookup_all(self, table: str, key: str) -> list[str]:
-        """Every value of a multi-table key, unflushed writes included, sorted."""
-        pending = self.buffer.lookup_all(table, key)
-        stored = self.index.get_all(table, key) if indexable(key) else []
-        return sorted(set(stored) | pending) if pending else stored
+        return self.lookups.lookup_all(table, key)
 
     def scan(self, table: str, prefix: str = "") -> Iterator[tuple[str, str]]:
         """(key, value) pairs of the index whose keys start with ``prefix`` (flushed ones)."""
@@ -491,25 +386,10 @@ class Repository:
         return self.compactor.compact(merge=merge, progress=progress)
 
     def _maybe_compact(self) -> None:
-        threshold = self.settings.compact_threshold
-        if not (self.auto_compact and threshold and self.checkpoints) or self._closed:
-            return
-        if self._compacting is not None and self._compacting.is_alive():
-            return
-        if uncovered_count(self.index, self.journal.listed) < threshold:
-            return
-        self._compacting = threading.Thread(target=self._compact_in_background, name="objstore-compact", daemon=True)
-        self._compacting.start()
-
-    def _compact_in_background(self) -> None:
-        try:
-            found = self.compactor.compact(merge=False)
-            if found:
-                from objstore.repo.compaction import survey
-
-                self.compactor.retire(self.compactor.retirable(survey(self.blobs), grace=DEFAULT_GRACE))
-        except Exception as exc:  # a compaction is an optimisation: never the caller's failure
-            log.warning("%s: background journal compaction failed: %s", self.url, exc)
+        self.auto_compaction.maybe_start(
+            enabled=self.auto_compact and self.checkpoints and not self._closed,
+            threshold=self.settings.compact_threshold, listed=self.journal.listed,
+        )  # fmt: skip
 
     def applied_segments(self) -> set[str]:
         """The journal segments this index has ingested (or written)."""
@@ -544,14 +424,8 @@ class Repository:
             self.flush()
         finally:
             self._closed = True
-            self._join_compaction()
+            self.auto_compaction.join()
             self.index.close()
-
-    def _join_compaction(self) -> None:
-        worker = self._compacting
-        if worker is not None:
-            worker.join()
-            self._compacting = None
 
     def __enter__(self) -> Repository:
         return self
@@ -562,28 +436,11 @@ class Repository:
         else:  # do not write a half-done batch from a failing block; just let go of the index
             self.flusher.stop()
             self._closed = True
-            self._join_compaction()
+            self.auto_compaction.join()
             self.index.close()
 
     def __repr__(self) -> str:
         return f"Repository({self.url!r})"
 
 
-def migrates_on_open(fs: Any, root: str) -> bool:
-    """Whether opening migrates a repository to this objstore's format: on this machine's own
-    disk (or in this process's memory), where no client on another machine can be writing it."""
-    if is_memory(fs):
-        return True
-    return is_local(fs) and not shared_storage(fs, root)
-
-
-def _policy(kwargs: dict[str, Any]) -> FlushPolicy:
-    policy = kwargs.get("policy")
-    if policy is None:
-        return FlushPolicy(durable=bool(kwargs.get("durable", False)))
-    if kwargs.get("durable") and not policy.durable:
-        raise ValueError("durable=True contradicts the given FlushPolicy(durable=False)")
-    return policy
-
-
-__all__ = ["Repository", "shared_storage", "migrates_on_open", "DEFAULT_GRACE"]
+__all__ = ["Repository", "shared_storage", "migrates_on_open", "DEFAULT_GRACE", "CATCH_UP_INTERVAL"]

@@ -47,4 +47,15 @@ def scheme_of(url: str) -> str:
     return scheme.lower() if sep else "file"
 
 
-__all__ = ["ValueStores", "OptionsFor", "scheme_of"]
+def options_for(repo_url: str, storage_options: dict | None, value_store_options: dict | None) -> OptionsFor:
+    """The fsspec options of a value store at a URL: ``value_store_options`` when given, else the
+    repository's own when the store is the same kind of storage (most likely the same account)."""
+
+    def options(url: str) -> dict[str, Any] | None:
+        if value_store_options is not None:
+            return value_store_options
+        return storage_options if scheme_of(url) == scheme_of(repo_url) else None
+
+    return options
+
+__all__ = ["ValueStores", "OptionsFor", "scheme_of", "options_for"]
