@@ -195,7 +195,9 @@ def test_an_s3_worker_killed_in_its_first_seconds_keeps_its_finished_jobs(tmp_pa
     target = servers.make_target("s3", tmp_path=tmp_path, server=s3_server)
     init(target.url, target.storage_options)
     n = 200
-    proc = child(tmp_path, target.url, tmp_path / "index", f"fan({n})", options=target.storage_options)
+    # The leaves, then a long job: with no request per job left, 200 leaves alone finish on S3
+    # before the kill, and the kill must land while the worker still runs.
+    proc = child(tmp_path, target.url, tmp_path / "index", f"quick_then_slow({n}, 60)", options=target.storage_options)
     wait_for(proc, "leaf 0 ran")
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
