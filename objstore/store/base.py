@@ -140,25 +140,7 @@ class BlobStore(abc.ABC):
         """(key, size in bytes) of every key below ``prefix``, sorted: what list_keys lists,
         from the same one listing (object stores return sizes with it), for a copy that must
         know how much it will move before it reads anything."""
-        from objstore.fs import translate
-        from objstore.layout import is_temp
-
-        top = self.path(prefix.strip("/"))
-        with translate(top, passthrough=()):
-            self.fs.invalidate_cache(top)
-            try:
-                found = self.fs.find(top, detail=True)
-            except FileNotFoundError:
-                return []
-            finally:
-                self.fs.invalidate_cache(top)
-        out = []
-        for path, info in found.items():
-            key = self.key_of(self.fs._strip_protocol(path))
-            if info.get("type", "file") == "file" and not is_temp(key):
-                out.append((key, int(info.get("size") or 0)))
-        out.sort()
-        return out
+        return [(key, size) for key, size, _ in self.list_details(prefix)]
 
     def clean_temp(self, prefix: str, *, older_than: float) -> int:
         """Remove temp files of writers that died mid-write under ``prefix``; how many. Only
