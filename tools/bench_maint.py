@@ -157,6 +157,17 @@ def run_local(args) -> dict:
         out["cold_refresh_checkpoint_seconds"] = t
         print(f"  cold refresh after compaction: {t:.2f}s (before: {out['cold_refresh_segments_seconds']:.2f}s)", flush=True)
         with Repository.open(url, index_dir=work / "ix-build", auto_compact=False) as repo:
+            # The steady state of a repository gc keeps compacted: one checkpoint, not 2500 segments.
+            t, (report, _) = median_time(lambda: fsck(repo), args.repeat)
+            assert report.clean, report.text()[-2000:]
+            count = report.checked["objects"]
+            out["fsck_compacted_objects_per_s"] = count / t
+            t1, _ = median_time(lambda: fsck(repo, jobs=1), 1)
+            out["fsck_compacted_one_process_objects_per_s"] = count / t1
+            print(f"  fsck after compaction: {count / t:,.0f}/s ({count / t1:,.0f}/s in one process)", flush=True)
+            t, _ = median_time(lambda: fsck(repo, sample=0.01, seed=1), args.repeat)
+            out["fsck_sample_compacted_seconds"] = t
+            print(f"  fsck --sample 0.01 after compaction: {t:.2f}s", flush=True)
             floor = _copy_floor(repo, work / "copy")
             out["copy_floor_mb_s"] = floor
             t0 = time.perf_counter()
