@@ -46,6 +46,7 @@ from objstore import layout, model, pack
 from objstore.errors import CorruptObject
 from objstore.missing import MISSING, Missing
 from objstore.redun.rows import FILLED_KINDS, INLINE_MAX, ROW_TABLES, Rows, insert_rows, sqlite_stamp
+from objstore.repo.objects import read_head
 
 log = logging.getLogger("objstore.redun")
 
@@ -75,17 +76,8 @@ class ValueSource:
             _, length, chunks = self.prov.repo.open_stream(value_hash)
         except (KeyError, CorruptObject):
             return 0
-        head = b""
-        try:
-            for chunk in chunks:
-                head += chunk
-                if b"\0" in head:
-                    break
-        finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
-        return length - head.index(b"\0") - 1 if b"\0" in head else 0
+        head = read_head(chunks)
+        return length - len(head) if head.endswith(b"\0") else 0
 
     def has(self, value_hash: str) -> bool:
         return self.prov.values.has_value(value_hash)

@@ -315,4 +315,21 @@ class ObjectReader:
         return self.store.has(object_id)
 
 
-__all__ = ["ObjectReader", "check_kind"]
+def read_head(chunks: Iterator[bytes]) -> bytes:
+    """The first bytes of a streamed object up to and including its header's NUL (all of it if
+    there is none), closing the stream: a value's header without reading a big payload."""
+    head = bytearray()
+    try:
+        for chunk in chunks:
+            head += chunk
+            if b"\0" in head:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
+    cut = head.find(b"\0")
+    return bytes(head[: cut + 1]) if cut >= 0 else bytes(head)
+
+
+__all__ = ["ObjectReader", "check_kind", "read_head"]

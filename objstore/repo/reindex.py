@@ -15,7 +15,7 @@ from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import journal
 from objstore.repo.evals import EvalHeads
-from objstore.repo.objects import ObjectReader
+from objstore.repo.objects import ObjectReader, read_head
 from objstore.store import ObjectStore
 
 log = logging.getLogger("objstore.repo")
@@ -169,17 +169,7 @@ def _value_head(objects: ObjectReader, oid: str) -> Any:
     """(kind, header + NUL) of a loose value, read only as far as its header."""
     try:
         kind, _, chunks = objects.open_stream(oid)
-        head = bytearray()
-        try:
-            for chunk in chunks:
-                head += chunk
-                if b"\0" in head:
-                    break
-        finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
-        return kind, bytes(head[: head.index(b"\0") + 1]) if b"\0" in head else bytes(head)
+        return kind, read_head(chunks)
     except (ObjectNotFound, CorruptObject) as exc:
         log.warning("rederive: skipping %s", exc)
         return MISSING
