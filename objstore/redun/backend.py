@@ -11,11 +11,7 @@ Durable mode flushes in the foreground at every job end.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import logging
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -31,49 +27,9 @@ from redun.value import TypeRegistry
 
 from objstore import hashing, model
 from objstore.backend import MISSING, Provenance
-from objstore.backend.values import DEFAULT_MAX_VALUE_SIZE
-from objstore.errors import ObjstoreError, ReadOnlyRepository, RepositoryNotFound, StorageError
-from objstore.redun.config import index_dir as config_index_dir
-from objstore.redun.config import resolve_url, truthy
-from objstore.redun.config import storage_options as config_storage_options
-from objstore.redun.config import value_store_options as config_value_store_options
-from objstore.redun.errors import ObjstoreRedunError
+from objstore.redun.opening import BackendSettings, Recording, Reporter, flush_at_exit, forget_at_exit, log
 from objstore.redun.sql import SqlInterface
 from objstore.redun.values import RedunValues
-from objstore.repo import FlushPolicy, Repository
-
-log = logging.getLogger("objstore.redun")
-
-_live_backends: weakref.WeakSet[ObjstoreBackend] = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _flush_live_backends() -> None:
-    for backend in list(_live_backends):
-        try:
-            backend.flush()
-        except Exception as exc:  # exit must go on; say what was lost (unless already said)
-            if str(exc) not in backend._reported:
-                log.error("objstore: flush at exit failed for %s: %s", backend.url, exc)
-
-
-def _register_atexit(backend: ObjstoreBackend) -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        _live_backends.add(backend)
-        if not _atexit_registered:
-            atexit.register(_flush_live_backends)
-            _atexit_registered = True
-
-
-def _cause(exc: BaseException, url: str) -> str:
-    """An error's message without a leading repository URL (the caller's message names it)."""
-    text = " ".join(str(exc).split())  # one line: a server's multi-line message (Azure's XML) too
-    for prefix in (f"{url}: ", f"{url.rstrip('/')}: "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    return text
 
 
 class ObjstoreBackend(SqlInterface, RedunBackend):
@@ -101,28 +57,15 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
         super().__init__(type_registry=type_registry)
         config = config if config is not None else {}
         self._config = config
-        self.logger = logger or log
-        self.url = repo.url if repo is not None else resolve_url(url, config)
-        self.storage_options = storage_options if storage_options is not None else config_storage_options(config)
-        # The repository's value store (its URL is a repository setting); its fsspec options.
-        self.value_store_options = config_value_store_options(config)
-        self.index_dir = index_dir or config_index_dir(config)
-        self.durable = truthy(durable if durable is not None else config.get("objstore_durable", False))
-        self.max_value_size = int(
-            max_value_size if max_value_size is not None else config.get("max_value_size", DEFAULT_MAX_VALUE_SIZE)
+        self.settings = settings = BackendSettings.resolve(
+            url, config, repo=repo, storage_options=storage_options, index_dir=index_dir, durable=durable,
+            max_value_size=max_value_size, flush_interval=flush_interval, flush_every=flush_every, create=create,
         )
-        self.flush_interval = float(
-            flush_interval if flush_interval is not None else config.get("objstore_flush_interval", 0.5)
-        )
-        self.flush_every = int(flush_every if flush_every is not None else config.get("objstore_flush_every", 5000))
-        # The local cache of whole packs of a remote repository (bytes; 0: none).
-        cache_bytes = config.get("objstore_pack_cache_bytes")
-        self.pack_cache_bytes = None if cache_bytes in (None, "") else int(cache_bytes)
-        # Only `objstore init`, or this explicit option, creates a repository: a mistyped URL or
-        # a deleted objstore.json must be an error, not an empty repository that re-runs all.
-        self.create = truthy(create if create is not None else config.get("objstore_create", False))
-        self._read_only_said = False
-        self._reported: set[str] = set()  # error messages already raised to redun
+        self.url, self.index_dir, self.durable = settings.url, settings.index_dir, settings.durable
+        self.storage_options, self.max_value_size = settings.storage_options, settings.max_value_size
+        self.flush_interval, self.flush_every = settings.flush_interval, settings.flush_every
+        self.reporter = Reporter(self.url, logger or log)
+        self._recording = Recording(self.reporter)
         self._repo = repo
         self._prov: Provenance | None = None
         self.values = RedunValues(self.type_registry, self.max_value_size, lambda: self.prov)
@@ -142,54 +85,14 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
             if self._prov is None:
                 repo = self._repo
                 if repo is None:
-                    repo = self._repo = self._open_repository()
-                with self._recording():
+                    repo = self._repo = self.reporter.open_repository(self.settings)
+                with self._recording:
                     # Catch up with every journal segment this index has not seen: another
                     # host's runs, or a writer killed between its segment and its index update.
                     repo.refresh()
                 self._prov = Provenance(repo, max_value_size=self.max_value_size)
-                _register_atexit(self)
+                flush_at_exit(self)
             return self._prov
-
-    def _open_repository(self) -> Repository:
-        policy = FlushPolicy(durable=self.durable, max_items=self.flush_every, interval=self.flush_interval)
-        # A memory:// repository cannot hold anything from before this process: creating it
-        # is never a surprise (it is also redun's no-config default, as sqlite's :memory:).
-        create = self.create or self.url.startswith("memory://")
-        try:
-            return Repository.open(
-                self.url, self.storage_options, index_dir=self.index_dir, create=create, policy=policy,
-                value_store_options=self.value_store_options, pack_cache_bytes=self.pack_cache_bytes,
-            )
-        except RepositoryNotFound as exc:
-            hint = "" if "does not exist" in str(exc) or "holds repository data" in str(exc) else (
-                f": create it with `objstore init {self.url}`, or set objstore_create = true in redun.ini's [backend]"
-            )
-            raise self._error(f"{exc}{hint}") from None
-        except (ObjstoreError, ValueError) as exc:
-            raise self._error(f"cannot open the objstore repository at {self.url}: {_cause(exc, self.url)}") from None
-
-    def _error(self, message: str) -> ObjstoreRedunError:
-        self._reported.add(message)
-        return ObjstoreRedunError(message)
-
-    @contextlib.contextmanager
-    def _recording(self) -> Iterator[None]:
-        """Storage failures while recording, as redun should show them: a read-only repository
-        is said once and then serves cache hits only; anything else is one ObjstoreRedunError
-        naming the repository and the cause (redun's CLI prints it as one line)."""
-        try:
-            yield
-        except ReadOnlyRepository as exc:
-            if not self._read_only_said:
-                self._read_only_said = True
-                self._reported.add(str(exc))
-                self.logger.warning(
-                    "objstore: the repository %s is read-only (%s): cache hits are served, nothing new is recorded",
-                    self.url, _cause(exc, self.url),
-                )
-        except StorageError as exc:
-            raise self._error(f"cannot record into the objstore repository at {self.url}: {_cause(exc, self.url)}") from None
 
     @property
     def repo(self) -> Any:
@@ -201,12 +104,12 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
         if self._prov is None:
             self._open()
         else:
-            with self._recording():
+            with self._recording:
                 self._prov.refresh()
 
     def flush(self) -> None:
         if self._prov is not None:
-            with self._recording():
+            with self._recording:
                 self._prov.flush()
 
     def refresh(self) -> int:
@@ -217,9 +120,9 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
         if self._prov is not None:
             prov, self._prov = self._prov, None
             self._repo = None
-            _live_backends.discard(self)
+            forget_at_exit(self)
             try:
-                with self._recording():
+                with self._recording:
                     prov.close()
             finally:
                 self.values.forget()
@@ -266,13 +169,8 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
             for task in subtree_tasks:
                 self.record_value(task)
         recorded = prov.calls.record_call_node(
-            task_name=task_name,
-            task_hash=task_hash,
-            args_hash=args_hash,
-            result_hash=result_hash,
-            child_call_hashes=child_call_hashes,
-            args=args,
-            subtree_task_hashes=[task.hash for task in subtree_tasks],
+            task_name=task_name, task_hash=task_hash, args_hash=args_hash, result_hash=result_hash,
+            child_call_hashes=child_call_hashes, args=args, subtree_task_hashes=[task.hash for task in subtree_tasks],
             call_hash=call_hash,
         )
         assert recorded == call_hash
@@ -303,16 +201,8 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
     ) -> tuple[Any, str | None, CacheResult]:
         allowed = None if allowed_cache_results is None else {r.value for r in allowed_cache_results}
         result, call_hash, kind = self.prov.cache.check_cache(
-            task_hash,
-            args_hash,
-            eval_hash,
-            execution_id,
-            scheduler_task_hashes,
-            CacheScope(cache_scope).value,
-            CacheCheckValid(check_valid).value,
-            context_hash,
-            allowed,
-            load=self._load_value,
+            task_hash, args_hash, eval_hash, execution_id, scheduler_task_hashes, CacheScope(cache_scope).value,
+            CacheCheckValid(check_valid).value, context_hash, allowed, load=self._load_value,
         )
         return result, call_hash, CacheResult(kind)
 
@@ -336,24 +226,9 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
     # -- handles -----------------------------------------------------------------------------
 
     def advance_handle(self, handles: list[Handle], child_handle: Handle) -> None:
-        ancestors = []
-        queue = [
-            h.__handle__.fork_parent
-            for h in handles
-            if h.__handle__.fork_parent and not h.__handle__.is_recorded
-        ]
-        while queue:
-            handle = queue.pop()
-            ancestors.append(self.values.handle_spec(handle))
-            handle.__handle__.is_recorded = True
-            if handle.__handle__.fork_parent:
-                queue.append(handle.__handle__.fork_parent)
-        child = self.values.handle_spec(child_handle)
-        parents = [self.values.handle_spec(h) for h in handles]
+        parents, child, ancestors = self.values.advance_specs(handles, child_handle)
         self.prov.handles.advance_handle(parents, child, ancestors)
-        child_handle.__handle__.is_recorded = True
-        for handle in handles:
-            handle.__handle__.is_recorded = True
+        self.values.mark_recorded([child_handle, *handles])
 
     def rollback_handle(self, handle: Handle) -> None:
         self.prov.handles.rollback_handle(handle.__handle__.hash, handle.__handle__.fullname)
@@ -379,7 +254,7 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
             parent_id=job.parent_job.id if job.parent_job else None,
             now=now,
         )
-        with self._recording():
+        with self._recording:
             prov.job_started()
         return info
 
@@ -397,7 +272,7 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
             args_hash=job.args_hash,
             now=now,
         )
-        with self._recording():
+        with self._recording:
             prov.job_ended(root=job.parent_job is None)
 
     def get_job(self, job_id: str) -> dict | None:
@@ -441,7 +316,7 @@ class ObjstoreBackend(SqlInterface, RedunBackend):
 
     def put_records(self, records: Iterable[dict]) -> int:
         count = self.prov.records.put_records(records)
-        with self._recording():
+        with self._recording:
             self.prov.flush()
         return count
 

@@ -144,5 +144,24 @@ class RedunValues:
         info = handle.__handle__
         return HandleSpec(info.hash, info.fullname, info.key, self.record(handle))
 
+    def advance_specs(self, handles: list[Handle], child: Handle) -> tuple[list[HandleSpec], HandleSpec, list[HandleSpec]]:
+        """(parents, child, ancestors) of an advance: the ancestors are the fork parents not yet
+        recorded (each marked recorded here, as redun's backend marks them)."""
+        ancestors = []
+        queue = [h.__handle__.fork_parent for h in handles if h.__handle__.fork_parent and not h.__handle__.is_recorded]
+        while queue:
+            handle = queue.pop()
+            ancestors.append(self.handle_spec(handle))
+            handle.__handle__.is_recorded = True
+            if handle.__handle__.fork_parent:
+                queue.append(handle.__handle__.fork_parent)
+        child_spec = self.handle_spec(child)
+        return [self.handle_spec(h) for h in handles], child_spec, ancestors
+
+    @staticmethod
+    def mark_recorded(handles: list[Handle]) -> None:
+        for handle in handles:
+            handle.__handle__.is_recorded = True
+
 
 __all__ = ["RedunValues"]
