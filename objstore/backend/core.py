@@ -34,11 +34,11 @@ class Core:
         # a third of the backend's own cost on a first run. Trusted only while the repository
         # knows of no damage (a damaged id must be written again: repair by rewriting).
         self._present: dict[str, str] = {}  # id -> kind
+        # Bound once: has() runs several times per job, and each layer of delegation is a call.
+        self._damage = repo.damage
+        self.lookup = repo.lookups.lookup
 
     # -- index reads --------------------------------------------------------------------------
-
-    def lookup(self, table: str, key: str) -> Any:
-        return self.repo.lookup(table, key)
 
     def lookup_all(self, table: str, key: str) -> list[str]:
         return self.repo.lookup_all(table, key)
@@ -50,10 +50,12 @@ class Core:
 
     def kind_present(self, object_id: str) -> str | None:
         """The kind of a recorded object a writer may skip, else None (see ``has``)."""
-        if object_id in self._present and not self.repo.has_damage():
-            return self._present[object_id]
+        kind = self._present.get(object_id)
+        damage = self._damage
+        if kind is not None and not damage:
+            return kind
         kind = self.lookup("objects", object_id)
-        if kind is MISSING or self.repo.needs_rewrite(object_id):
+        if kind is MISSING or (damage and object_id in damage):
             return None
         self._note_present(object_id, kind)
         return kind

@@ -73,21 +73,22 @@ class Job(RecordKind):
         note = {k: info.get(k) for k in ("start_time", "task_hash", "parent_id", "execution_id")}
         return [*self._child_entry(job_id, info), ("put", "job_start", job_id, dump(note).decode())]
 
-    def _child_entry(self, job_id: str, job: dict[str, Any]) -> list[IndexEntry]:
+    def _child_entry(self, job_id: str, job: dict[str, Any], ts: str | None = None) -> list[IndexEntry]:
         if not job.get("parent_id"):
             return []
-        ts = ts_key(job.get("start_time"))
+        ts = ts_key(job.get("start_time")) if ts is None else ts
         return [("add", "job_children", validate_uuid(job["parent_id"]), timed(ts, job_id))]
 
     def entries(self, object_id: str, doc: dict[str, Any]) -> list[IndexEntry]:
         job_id = validate_uuid(object_id)
-        out = self._child_entry(job_id, doc)
+        ts = ts_key(doc.get("start_time"))  # once: parsing a timestamp is the costly part here
+        out = self._child_entry(job_id, doc, ts)
         call_hash, args_hash = doc.get("call_hash"), doc.get("args_hash")
         if call_hash:
-            out.append(("add", "jobs_by_call", validate_hash(call_hash), timed(ts_key(doc.get("start_time")), job_id)))
+            out.append(("add", "jobs_by_call", validate_hash(call_hash), timed(ts, job_id)))
         if call_hash and args_hash and doc.get("execution_id"):
             key = cse_key(validate_uuid(doc["execution_id"]), validate_hash(doc["task_hash"]), validate_hash(args_hash))
-            out.append(("add", "cse", key, timed(ts_key(doc.get("start_time")), job_id, validate_hash(call_hash))))
+            out.append(("add", "cse", key, timed(ts, job_id, validate_hash(call_hash))))
         return out
 
     def edges(self, object_id: str, doc: dict[str, Any]) -> Iterator[Edge]:

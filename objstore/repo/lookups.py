@@ -25,9 +25,10 @@ class Lookups:
         value = self.buffer.lookup(table, key)
         if value is not None:
             return value
-        if not indexable(key):
+        try:
+            return self.index.get(table, key)
+        except (TypeError, ValueError):  # not text, empty, over-long, unencodable: never written
             return MISSING
-        return self.index.get(table, key)
 
     def lookup_many(self, table: str, keys: Iterable[str]) -> list[str | Missing]:
         """``lookup`` for many keys in one index read (input order kept)."""

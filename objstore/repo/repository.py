@@ -285,10 +285,6 @@ class Repository:
     def has(self, object_id: str) -> bool:
         return self.objects.has(object_id)
 
-    def has_damage(self) -> bool:
-        """Whether the damage ledger names anything (a cheap check before trusting a memo)."""
-        return bool(self.damage)
-
     def needs_rewrite(self, object_id: str) -> bool:
         """Whether a read found this indexed object missing or damaged and no writer has written
         it again yet (the damage ledger, shared by every process using this index)."""
