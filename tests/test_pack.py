@@ -484,10 +484,7 @@ def test_only_one_small_object_beside_a_big_one_goes_loose(tmp_path, monkeypatch
 def let_catch_up(repo) -> None:
     """Wait until a miss of an id this index does not know may read the journal again: such a
     miss only catches up, at most once per CATCH_UP_INTERVAL (no LIST per unknown id)."""
-    from objstore.repo.repository import CATCH_UP_INTERVAL
-
-    due = repo._last_refresh + max(CATCH_UP_INTERVAL, 10 * repo._refresh_cost)
-    time.sleep(max(0.0, due - time.monotonic()) + 0.05)
+    time.sleep(max(0.0, repo.refresher.catch_up_due() - time.monotonic()) + 0.05)
 
 
 def test_reader_opened_before_the_flush_finds_packed_objects(target, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from objstore import model
@@ -36,7 +37,7 @@ class Core:
         self._present: dict[str, str] = {}  # id -> kind
         # Bound once: has() runs several times per job, and each layer of delegation is a call.
         self._damage = repo.damage
-        self.lookup = repo.lookups.lookup
+        self.lookup: Callable[[str, str], Any] = repo.lookups.lookup  # (table, key) -> value or MISSING
 
     # -- index reads --------------------------------------------------------------------------
 

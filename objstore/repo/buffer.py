@@ -10,12 +10,24 @@ look in that order, so a read never misses an entry that is moving concurrently.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from objstore.model.schema import IndexEntry
 
 Buffered = tuple[str, bytes, list[IndexEntry]]  # kind, payload, index entries
+
+
+def checked_entries(check: Callable[[Any], object], entries: Iterable[IndexEntry]) -> list[IndexEntry]:
+    """``entries`` as the buffer keeps them: each fully checked once (``check`` raises, here at
+    the writer) and an immutable tuple of str, so the flush hands them to the journal and the
+    index (apply(prechecked=True)) without checking them again."""
+    out: list[Any] = []
+    for e in entries:
+        check(e)
+        out.append(e if type(e) is tuple else tuple(e))
+    return out
 
 
 @dataclass
@@ -149,4 +161,4 @@ class WriteBuffer:
         return found
 
 
-__all__ = ["Batch", "WriteBuffer", "Buffered"]
+__all__ = ["checked_entries", "Batch", "WriteBuffer", "Buffered"]

@@ -97,4 +97,14 @@ def migrate(repo: Repository, target: fmt.Version, *, progress: Progress | None 
     return done
 
 
-__all__ = ["migrate", "STEPS"]
+def upgrade(repo: Repository, target: fmt.Version, *, progress: Progress | None = None) -> bool:
+    """Migrate up to ``target`` (never down: that is an explicit ``migrate``); True if the
+    version changed."""
+    before = fmt.version_of(repo.format)
+    if before >= target:
+        return False
+    migrate(repo, target, progress=progress)
+    return fmt.version_of(repo.format) != before
+
+
+__all__ = ["migrate", "upgrade", "STEPS"]

@@ -4,7 +4,8 @@ new repository over someone's data), and the migration a local repository gets o
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import os
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from objstore import codec, layout
 from objstore import format as fmt
@@ -48,6 +49,24 @@ def read_format(blobs: Any, url: str) -> dict[str, Any] | Missing:
     return fmt.check(doc, url)
 
 
+def write_format(blobs: Any, url: str, doc: dict[str, Any]) -> None:
+    """Replace objstore.json (a migration's last step, or a settings change)."""
+    fmt.check(doc, url)
+    blobs.replace(layout.FORMAT_FILE, codec.canonical_json(doc))
+    log.info("%s: objstore.json now at format %s", url, fmt.show(doc["version"]))
+
+
+def reread_format(blobs: Any, url: str, repo_id: str) -> dict[str, Any]:
+    """objstore.json read again (another client may have upgraded or changed settings); it
+    must still name the repository this client opened."""
+    doc = read_format(blobs, url)
+    if isinstance(doc, Missing):
+        raise RepositoryNotFound(f"no objstore repository at {url} ({layout.FORMAT_FILE} not found)")
+    if doc.get("repo_id") != repo_id:
+        raise FormatError(f"{url}: {layout.FORMAT_FILE} now names another repository")
+    return doc
+
+
 def flush_policy(kwargs: dict[str, Any]) -> FlushPolicy:
     policy = kwargs.get("policy")
     if policy is None:
@@ -67,22 +86,42 @@ def init_repository(cls: type[Repository], url: str, storage_options: dict | Non
     return cls.open(url, storage_options, **kwargs)
 
 
+class OpenOptions(TypedDict, total=False):
+    """Repository.open's options.
+
+    ``index_dir``: where this client's index lives (default: repo.index_dir.default_index_dir);
+    ``policy`` says when buffered records are flushed (``durable`` is its shorthand for an fsync
+    per flush); ``create``: init the repository when absent, unless the location already holds
+    repository data without its objstore.json; ``eval_files`` (default off) also writes each eval
+    head as a file under evals/ besides its journal entry (a request per head on a bucket);
+    ``value_store_options``: the fsspec options of the repository's value store (default:
+    ``storage_options`` when it is the same kind of storage as the repository, else none);
+    ``migrate``: upgrade the format to this objstore's now (default: only a repository on this
+    machine's own disk); ``auto_compact`` (default on): compact the journal in the background
+    past the compact_threshold; ``pack_cache_bytes``: the bound of the local cache of whole packs
+    kept beside the index for a remote repository (default packcache.DEFAULT_MAX_BYTES; 0: none,
+    ranged reads).
+    """
+
+    index_dir: str | os.PathLike[str] | None
+    durable: bool
+    create: bool
+    eval_files: bool | None
+    policy: FlushPolicy | None
+    value_store_options: dict | None
+    migrate: bool | None
+    auto_compact: bool
+    pack_cache_bytes: int | None
+
+
 def open_repository(
-    cls: type[Repository],
-    url: str,
-    storage_options: dict | None,
-    *,
-    index_dir: Any,
-    durable: bool,
-    create: bool,
-    eval_files: bool | None,
-    policy: FlushPolicy | None,
-    value_store_options: dict | None,
-    migrate: bool | None,
-    auto_compact: bool,
-    pack_cache_bytes: int | None,
+    cls: type[Repository], url: str, storage_options: dict | None, **options: Unpack[OpenOptions]
 ) -> Repository:
-    """Repository.open (see its docstring)."""
+    """Repository.open (options: OpenOptions)."""
+    index_dir, eval_files = options.get("index_dir"), options.get("eval_files")
+    value_store_options, pack_cache_bytes = options.get("value_store_options"), options.get("pack_cache_bytes")
+    auto_compact, create, migrate = options.get("auto_compact", True), options.get("create", False), options.get("migrate")
+    durable, policy = options.get("durable", False), options.get("policy")
     policy = flush_policy({"durable": durable, "policy": policy})
     fsys, root = open_url(url, storage_options)
     blobs = open_blobs(fsys, root)
@@ -112,6 +151,11 @@ def open_repository(
         storage_options=storage_options, value_store_options=value_store_options, auto_compact=auto_compact,
         pack_cache_bytes=pack_cache_bytes,
     )  # fmt: skip
+    try:
+        repo.adopt_index()
+    except BaseException:
+        repo.index.close()
+        raise
     if migrate is None:
         migrate = migrates_on_open(fsys, root)
     if fmt.version_of(doc) < fmt.FORMAT_VERSION and migrate:

@@ -10,6 +10,7 @@
     journal.Journal       segments: writing, listing, catching up (refresh)
     compaction.Compactor  checkpoints folding many segments; retiring what they cover
     compaction.AutoCompaction  the same started by itself past compact_threshold
+    refreshing.Refresher  when to read what other writers added (refresh, catch-up after a miss)
     packcache.PackCache   whole packs of a remote repository kept beside the index
     valuestore.ValueStores  the second URL big values go to (format 2.1 settings)
     evals.EvalHeads       eval-cache heads (in the journal; old evals/ files still read)
@@ -22,23 +23,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import refs as refs_pkg
-from objstore import codec, layout, model
 from objstore import format as fmt
-from objstore.errors import FormatError, RepositoryNotFound
+from objstore import layout, model
+from objstore.errors import FormatError
 from objstore.ids import validate_hash, validate_id
 from objstore.index import Index
 from objstore.missing import MISSING, Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo import journal as journal_mod
 from objstore.repo import opening, packcache, valuestore
-from objstore.repo.buffer import WriteBuffer
+from objstore.repo.buffer import WriteBuffer, checked_entries
 from objstore.repo.compaction import AutoCompaction, Compactor
 from objstore.repo.evals import EvalHeads
 from objstore.repo.flush import Flusher, FlushPolicy
@@ -46,17 +46,15 @@ from objstore.repo.index_dir import default_index_dir, normalize_url
 from objstore.repo.journal import Journal, Progress
 from objstore.repo.lookups import Lookups
 from objstore.repo.objects import ObjectReader
-from objstore.repo.opening import migrates_on_open, shared_storage
-from objstore.repo.reindex import Reindexer, rederive
+from objstore.repo.opening import OpenOptions, migrates_on_open, shared_storage
+from objstore.repo.refreshing import CATCH_UP_INTERVAL, Refresher
+from objstore.repo.reindex import Reindexer
 from objstore.repo.repair import DamageLedger
 from objstore.repo.valuestore import ValueStores
 from objstore.store import open_blobs
 from objstore.store.objects import Decoded, ObjectStore
 
 log = logging.getLogger("objstore.repo")
-
-# A reader's miss refreshes from the journal at most this often (Repository.catch_up).
-CATCH_UP_INTERVAL = 1.0
 
 # How long maintenance leaves what a live client may still use: temp files being written,
 # packs and journal files that something newer replaced. `objstore gc --grace` changes it.
@@ -102,9 +100,6 @@ class Repository:
         self.eval_files = bool(eval_files)
         self._closed = False
         lock = threading.Lock()  # one flush at a time, and never beside a refresh
-        self._flush_lock = lock
-        self._last_refresh = 0.0  # time.monotonic() of the last refresh, and what it cost
-        self._refresh_cost = 0.0
         self.buffer = WriteBuffer()
         self.lookups = Lookups(self.buffer, self.index)
         self.journal = Journal(
@@ -127,17 +122,13 @@ class Repository:
         )  # fmt: skip
         self.compactor = Compactor(self.blobs, self.index, self.writer_id)
         self.auto_compaction = AutoCompaction(self.compactor, self.blobs, url, grace=DEFAULT_GRACE)
+        self.refresher = Refresher(
+            self.journal, self.index, self.damage, self.auto_compaction, lock, objects=lambda: self.objects,
+            compaction_enabled=lambda: self.auto_compact and self.checkpoints and not self._closed,
+            compact_threshold=lambda: self.settings.compact_threshold,
+        )  # fmt: skip
         self._lock = lock
         self.auto_compact = auto_compact
-        try:
-            if self.index.meta_get("repo_id") != self.repo_id:
-                # New, foreign or schema-reset index: rebuild it from the journal.
-                self.index.clear()
-                self._stamp_index()
-                self.refresh()
-        except BaseException:
-            self.index.close()
-            raise
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -148,39 +139,9 @@ class Repository:
         return opening.init_repository(cls, url, storage_options, **kwargs)
 
     @classmethod
-    def open(
-        cls,
-        url: str,
-        storage_options: dict | None = None,
-        *,
-        index_dir: str | os.PathLike[str] | None = None,
-        durable: bool = False,
-        create: bool = False,
-        eval_files: bool | None = None,
-        policy: FlushPolicy | None = None,
-        value_store_options: dict | None = None,
-        migrate: bool | None = None,
-        auto_compact: bool = True,
-        pack_cache_bytes: int | None = None,
-    ) -> Repository:
-        """Open the repository at ``url`` (``create``: init it when absent, unless the location
-        already holds repository data without its objstore.json).
-
-        ``policy`` says when buffered records are flushed (``durable`` is its shorthand for an
-        fsync per flush); ``eval_files`` (default off) also writes each eval head as a file
-        under evals/ besides its journal entry (a request per head on a bucket); ``value_store_options`` are the
-        fsspec options of the repository's value store (default: ``storage_options`` when it
-        is the same kind of storage as the repository, else none). ``migrate``: upgrade the
-        format to this objstore's now (default: only a repository on this machine's own disk);
-        ``auto_compact``: compact the journal in the background past the compact_threshold;
-        ``pack_cache_bytes``: the bound of the local cache of whole packs kept beside the index
-        for a remote repository (default packcache.DEFAULT_MAX_BYTES; 0: none, ranged reads).
-        """
-        return opening.open_repository(
-            cls, url, storage_options, index_dir=index_dir, durable=durable, create=create, eval_files=eval_files,
-            policy=policy, value_store_options=value_store_options, migrate=migrate, auto_compact=auto_compact,
-            pack_cache_bytes=pack_cache_bytes,
-        )  # fmt: skip
+    def open(cls, url: str, storage_options: dict | None = None, **options: Unpack[OpenOptions]) -> Repository:
+        """Open the repository at ``url`` (the options: objstore.repo.opening.OpenOptions)."""
+        return opening.open_repository(cls, url, storage_options, **options)
 
     @property
     def packs(self) -> bool:
@@ -195,32 +156,19 @@ class Repository:
     def upgrade(self, target: fmt.Version | None = None, progress: Progress | None = None) -> bool:
         """Migrate to ``target`` (default: this objstore's format version), running each
         step's data migration; True if the version changed."""
-        from objstore.repo.migrate import migrate
+        from objstore.repo.migrate import upgrade
 
-        before = fmt.version_of(self.format)
-        target = target or fmt.FORMAT_VERSION
-        if before >= target:
-            return False
-        migrate(self, target, progress=progress)
-        return fmt.version_of(self.format) != before
+        return upgrade(self, target or fmt.FORMAT_VERSION, progress=progress)
 
     def write_format(self, doc: dict[str, Any]) -> None:
         """Replace objstore.json (a migration's last step, or a settings change)."""
-        fmt.check(doc, self.url)
-        self.blobs.replace(layout.FORMAT_FILE, codec.canonical_json(doc))
-        log.info("%s: objstore.json now at format %s", self.url, fmt.show(doc["version"]))
-        self.format = doc
-        self.settings = fmt.settings_of(doc, self.url)
+        opening.write_format(self.blobs, self.url, doc)
+        self.format, self.settings = doc, fmt.settings_of(doc, self.url)
 
     def reload_format(self) -> dict[str, Any]:
         """Read objstore.json again (another client may have upgraded or changed settings)."""
-        doc = opening.read_format(self.blobs, self.url)
-        if isinstance(doc, Missing):
-            raise RepositoryNotFound(f"no objstore repository at {self.url} ({layout.FORMAT_FILE} not found)")
-        if doc.get("repo_id") != self.repo_id:
-            raise FormatError(f"{self.url}: {layout.FORMAT_FILE} now names another repository")
-        self.format = doc
-        self.settings = fmt.settings_of(doc, self.url)
+        doc = opening.reread_format(self.blobs, self.url, self.repo_id)
+        self.format, self.settings = doc, fmt.settings_of(doc, self.url)
         return doc
 
     # -- the value store ----------------------------------------------------------------------
@@ -231,6 +179,13 @@ class Repository:
             return None
         return url, self.value_stores.store(url), self.settings.value_store_min_size
 
+    def adopt_index(self) -> None:
+        """Rebuild a new, foreign or schema-reset index from the journal (on open)."""
+        if self.index.meta_get("repo_id") != self.repo_id:
+            self.index.clear()
+            self._stamp_index()
+            self.refresh()
+
     def _stamp_index(self) -> None:
         self.index.meta_put("repo_id", self.repo_id)
         self.index.meta_put("url", normalize_url(self.url))
@@ -238,15 +193,7 @@ class Repository:
     # -- writes (buffered) --------------------------------------------------------------------
 
     def _checked(self, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
-        # The one full check of an entry: it raises here, at the writer, and what is buffered
-        # is an immutable tuple of str, so the flush hands it to the journal and the index
-        # (apply(prechecked=True)) without checking it again.
-        check = self.index.check_entry
-        out: list[Any] = []
-        for e in entries:
-            check(e)
-            out.append(e if type(e) is tuple else tuple(e))
-        return out
+        return checked_entries(self.index.check_entry, entries)
 
     def add(self, object_id: str, kind: str, payload: bytes, entries: Iterable[IndexEntry] | None = None) -> None:
         """Buffer an object (written at the next flush) with the index entries it implies
@@ -330,34 +277,15 @@ class Repository:
         """Ingest the journal segments this index has not seen yet; how many. Lists only the
         journal's tail since the newest segment this index has seen (less the journal_skew
         setting), and all of it on a fresh index, every journal_full_listing seconds, or when
-        ``full``. (Also picks up
-        damage other processes sharing the index found or repaired.) Objects listed by a segment
-        or checkpoint of an older derivation get their entries derived again (model.DERIVATION). Past the repository's
-        compact_threshold of segments no checkpoint covers, start compacting them in the
-        background (format 3.0)."""
-        started = time.monotonic()
-        done = self.journal.refresh(progress, full=full)
-        stale = self.journal.take_stale()
-        if stale:
-            rederive(self.objects, self.index, stale)
-        self.damage.reload()
-        self._last_refresh = now = time.monotonic()
-        self._refresh_cost = now - started
-        self._maybe_compact()
-        return done
+        ``full``. Also picks up damage other processes sharing the index found or repaired;
+        derives again the entries of objects listed by an older derivation (model.DERIVATION);
+        past compact_threshold uncovered segments, compacts in the background (format 3.0)."""
+        return self.refresher.refresh(progress, full=full)
 
     def catch_up(self) -> int:
-        """refresh() for a reader that just missed: another writer may have recorded what it
-        looked for since this index last read the journal, so a miss must not stay a miss for
-        the life of a process. Rate-limited, so a first run (all misses) pays little: at most
-        once per CATCH_UP_INTERVAL, and never more than a tenth of the time (a LIST of journal/
-        grows with the repository); never waits for a flush in progress."""
-        now = time.monotonic()
-        if now - self._last_refresh < max(CATCH_UP_INTERVAL, 10 * self._refresh_cost):
-            return 0
-        if self._flush_lock.locked():
-            return 0  # this writer is flushing: try again at a later miss
-        return self.refresh()
+        """refresh() for a reader that just missed (another writer may have recorded what it
+        looked for since), rate-limited: see Refresher.catch_up_due."""
+        return self.refresher.catch_up()
 
     def write_segment(self, listing: journal_mod.Listing, entries: list[IndexEntry], *, trusted: bool = False) -> str:
         """Journal ``entries`` (checked, unless ``trusted``: built here from checked ids) at once,
@@ -380,12 +308,6 @@ class Repository:
                 f"is {fmt.show(self.format['version'])}): run `objstore db upgrade` once every client reads it"
             )
         return self.compactor.compact(merge=merge, progress=progress)
-
-    def _maybe_compact(self) -> None:
-        self.auto_compaction.maybe_start(
-            enabled=self.auto_compact and self.checkpoints and not self._closed,
-            threshold=self.settings.compact_threshold, listed=self.journal.listed,
-        )  # fmt: skip
 
     def applied_segments(self) -> set[str]:
         """The journal segments this index has ingested (or written)."""
@@ -419,9 +341,12 @@ class Repository:
             self.flusher.stop()
             self.flush()
         finally:
-            self._closed = True
-            self.auto_compaction.join()
-            self.index.close()
+            self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        self.auto_compaction.join()
+        self.index.close()
 
     def __enter__(self) -> Repository:
         return self
@@ -431,9 +356,7 @@ class Repository:
             self.close()
         else:  # do not write a half-done batch from a failing block; just let go of the index
             self.flusher.stop()
-            self._closed = True
-            self.auto_compaction.join()
-            self.index.close()
+            self._release()
 
     def __repr__(self) -> str:
         return f"Repository({self.url!r})"
