@@ -332,3 +332,21 @@ def test_progress_bar_on_a_terminal_and_nothing_on_a_pipe(tmp_path, env):
     os.close(master)
     assert proc.returncode == 0
     assert b"sync: objects" in drawn and b"objects" in drawn and b"B/s" in drawn, drawn[-500:]
+
+
+def test_a_remote_name_is_looked_up_in_the_repository_repo_names(tmp_path, env):
+    """`objstore --repo A repo add NAME URL` keeps NAME in A; `objstore --repo A push NAME` must
+    push to A's NAME, not to a same-named remote of the local repository (or fail to find it)."""
+    run(["init"], tmp_path, env, check=0)  # ./.objstore, the local repository
+    a, theirs, ours = tmp_path / "a", tmp_path / "theirs", tmp_path / "ours"
+    for where in (a, theirs, ours):
+        run(["init", where], tmp_path, env, check=0)
+    run(["repo", "add", "backup", str(ours)], tmp_path, env, check=0)  # the local one's "backup"
+    run(["--repo", str(a), "repo", "add", "backup", str(theirs)], tmp_path, env, check=0)
+    assert run(["--repo", str(a), "repo", "list"], tmp_path, env, check=0).stdout.decode() == f"backup\t{theirs}\n"
+    done = run(["--repo", str(a), "push", "backup", "--dry-run"], tmp_path, env, check=0).stdout.decode()
+    assert str(theirs) in done and str(ours) not in done, done
+    # A name only the local repository knows still resolves (--repo A has no such remote).
+    run(["repo", "add", "mine", str(ours)], tmp_path, env, check=0)
+    assert str(ours) in run(["--repo", str(a), "push", "mine", "--dry-run"], tmp_path, env, check=0).stdout.decode()
+    assert_one_line_error(run(["--repo", str(a), "push", "nosuch"], tmp_path, env), 2, "neither a remote")

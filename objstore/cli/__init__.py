@@ -160,20 +160,23 @@ class Context:
         return url
 
     def locate(self, given: str | None = None) -> Location:
-        """Where a repository is: ``given`` (a URL, a path, or the name of a remote of the
-        local repository), else --repo, else the local repository. A remote brings its own
-        storage options; anything else uses $OBJSTORE_STORAGE_OPTIONS."""
-        value = given or getattr(self.args, "repo", None)
+        """Where a repository is: ``given`` (a URL, a path, or the name of a remote), else
+        --repo, else the local repository. A remote name in ``given`` is one of the repository
+        --repo names (as `objstore --repo A repo add` added it), else of the local repository;
+        --repo's own name is a remote of the local repository. A remote brings its own storage
+        options; anything else uses $OBJSTORE_STORAGE_OPTIONS."""
+        repo_arg = getattr(self.args, "repo", None)
+        value = given or repo_arg
         if not value:
             return Location(self.local_repo_url(), self.storage_options())
-        return self._resolve(value)
+        return self._resolve(value, search_repo_arg=bool(given and repo_arg))
 
-    def _resolve(self, value: str) -> Location:
+    def _resolve(self, value: str, *, search_repo_arg: bool = False) -> Location:
         from objstore.sync.remotes import is_remote_name
 
         if "://" in value or not is_remote_name(value):
             return Location(value, self.storage_options())
-        remote = self._remote(value)
+        remote = self._remote(value, search_repo_arg=search_repo_arg)
         if remote is not None:
             return Location(remote.url, remote.storage_options or self.storage_options(), remote.name)
         if (self.cwd / value).exists():
@@ -182,16 +185,23 @@ class Context:
             f"{value!r} is neither a remote of this repository nor a path (see `objstore repo list`)"
         )
 
-    def _remote(self, name: str):
-        """The remote ``name`` of the local repository, or None (also when there is none)."""
+    def _remote(self, name: str, *, search_repo_arg: bool = False):
+        """The remote ``name`` of --repo's repository (when asked), else of the local one, or None."""
         from objstore.sync.remotes import get_remote
 
+        if search_repo_arg:
+            home = self.locate()
+            try:
+                remote = get_remote(*self._open_url(home.url, home.storage_options), name)
+            except ObjstoreError:  # --repo's repository unreadable: its command says why
+                remote = None
+            if remote is not None:
+                return remote
         try:
             url = self.local_repo_url()
         except RepositoryNotFound:
             return None
-        fs, root = self._open_url(url, self.storage_options())
-        return get_remote(fs, root, name)
+        return get_remote(*self._open_url(url, self.storage_options()), name)
 
     @staticmethod
     def _open_url(url: str, options: dict[str, Any] | None):
