@@ -75,7 +75,7 @@ class Core:
         return self.kind_present(object_id) == kind
 
     def needs_rewrite(self, object_id: str) -> bool:
-        return self.repo.needs_rewrite(object_id)
+        return object_id in self._damage
 
     # -- object reads -------------------------------------------------------------------------
 
