@@ -28,6 +28,7 @@ class Found:
 
     kinds: dict[str, str] = field(default_factory=dict)  # every stored object id -> its kind
     toc: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # packed id -> (pack, offset, length)
+    placed: dict[str, str] = field(default_factory=dict)  # packed id -> "pack:offset:length" (a full fsck only)
     copies: dict[str, set[str]] = field(default_factory=dict)  # packed id -> its other "pack:offset:length"
     bad_objects: dict[str, str] = field(default_factory=dict)  # id -> where the damaged copy is
     good_copies: set[str] = field(default_factory=set)  # ids with a verified copy

@@ -5,6 +5,7 @@ sampled ones decode). Each records what it found for the checks after it (Found)
 from __future__ import annotations
 
 import functools
+from itertools import repeat
 
 from objstore import codec, layout, model
 from objstore.errors import CorruptObject, StorageError
@@ -41,18 +42,19 @@ class Packs(Check):
                 continue
             self.report.count("packs")
             self._record(check)
-            self.ctx.tick("objects", len(check.toc))
+            self.ctx.tick("objects", len(check.ids))
 
     def _record(self, check: verify.PackCheck) -> None:
-        found, key = self.found, layout.pack_key(check.name)
-        kinds, toc, name = found.kinds, found.toc, check.name
-        again = [row for row in check.toc if row[0] in toc]  # packed twice (two writers, a copy-merge)
-        for oid, _, offset, length in again:
-            found.copies.setdefault(oid, set()).add(f"{name}:{offset}:{length}")
-        first = {oid for oid, _, _, _ in again}
-        rows = [row for row in check.toc if row[0] not in first] if first else check.toc
-        kinds.update({oid: kind for oid, kind, _, _ in rows if oid not in kinds})
-        toc.update({oid: (name, offset, length) for oid, _, offset, length in rows})
+        found, key, name = self.found, layout.pack_key(check.name), check.name
+        ids = check.ids
+        if found.kinds.keys().isdisjoint(ids):  # (every id in found.toc is in found.kinds)
+            # The common case (each object packed once): whole columns, in C loops.
+            found.kinds.update(zip(ids, check.kinds))
+            found.toc.update(zip(ids, zip(repeat(name), check.offsets, check.lengths)))
+            if self.ctx.span is None:  # a sample compares (and spells out) the sampled ones only
+                found.placed.update(zip(ids, map("{}:{}:{}".format, repeat(name), check.offsets, check.lengths)))
+        else:
+            self._record_copies(check)
         found.good_copies.update(check.good)
         for oid in check.bad:
             found.bad_objects.setdefault(oid, key)
@@ -65,6 +67,20 @@ class Packs(Check):
             if check.toc_unreadable:
                 self.report.notes.append(f"{key}: {len(check.salvaged)} entries readable without its toc")
         self.report.count("objects verified", check.verified)
+
+    def _record_copies(self, check: verify.PackCheck) -> None:
+        """A pack holding objects packed before (two writers, a copy-merge): the first copy stays
+        the one fsck places them at, the others are copies."""
+        found, name = self.found, check.name
+        kinds, toc = found.kinds, found.toc
+        again = [row for row in check.rows() if row[0] in toc]
+        for oid, _, offset, length in again:
+            found.copies.setdefault(oid, set()).add(f"{name}:{offset}:{length}")
+        first = {oid for oid, _, _, _ in again}
+        rows = [row for row in check.rows() if row[0] not in first]
+        kinds.update({oid: kind for oid, kind, _, _ in rows if oid not in kinds})
+        toc.update({oid: (name, offset, length) for oid, _, offset, length in rows})
+        found.placed.update({oid: f"{name}:{offset}:{length}" for oid, _, offset, length in rows})
 
 
 class LooseObjects(Check):
