@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 
+from objstore.maint import verify
 from objstore.maint.fsck_objects import Check
 
 
@@ -15,7 +16,8 @@ class IndexAgreement(Check):
         index, found, span = self.repo.index, self.found, self.ctx.span
         stored = found.kinds
         if span is not None:  # the sampled range of each table, and of what is stored
-            stored = {oid: kind for oid, kind in stored.items() if span[0] <= oid[:8] < span[1]}
+            ids = list(stored)
+            stored = {ids[i]: stored[ids[i]] for i in verify.sampled_rows(ids, span)}
         rows = functools.partial(index.items, start=span[0] if span else None, stop=span[1] if span else None)
         self._objects(dict(rows("objects")), stored)
         self._placed(dict(rows("packed")), stored)

@@ -6,6 +6,7 @@ children exist)."""
 from __future__ import annotations
 
 import json
+import operator
 
 from objstore import model
 from objstore.errors import CorruptObject
@@ -41,15 +42,15 @@ class EvalHeads(Check):
                               "(a cache miss)")  # fmt: skip
 
     def _journaled_heads(self) -> None:
-        heads = 0
-        for eval_hash, value in self.repo.index.items("evals"):
-            heads += 1
-            if eval_hash in self.inv.evals:
-                continue
-            if not self.ctx.exists(value):
-                self.report.error("journal", "missing", f"eval head {eval_hash} points at value {value}, which the "
-                                  "repository does not hold (a cache miss)")  # fmt: skip
-        self.report.count("eval heads", heads)
+        heads = list(self.repo.index.items("evals"))
+        # Values the objects found do not hold, as one set difference (a head per job: 10^5..10^6).
+        unheld = set(map(operator.itemgetter(1), heads)) - self.found.kinds.keys()
+        if unheld:
+            for eval_hash, value in heads:
+                if value in unheld and eval_hash not in self.inv.evals and not self.ctx.exists(value):
+                    self.report.error("journal", "missing", f"eval head {eval_hash} points at value {value}, which "
+                                      "the repository does not hold (a cache miss)")  # fmt: skip
+        self.report.count("eval heads", len(heads))
 
 
 class HandleRefs(Check):
