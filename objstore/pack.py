@@ -23,10 +23,12 @@ copied together, and writing the same pack twice is a no-op. The index maps each
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from objstore import codec
 from objstore.errors import CorruptObject
@@ -109,8 +111,42 @@ def read_entry(
     return codec.decode(entry[len(prefix) :], object_id=object_id, expect_kind=expect_kind)
 
 
-def parse(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
-    """Every (id, kind, location) a whole pack file lists, checked against its bytes."""
+@dataclass(frozen=True)
+class Toc:
+    """A pack's table of contents as columns (no object per entry: a repack or an fsck of a
+    million objects reads a million rows). Row i is (ids[i], kinds[i], offsets[i], lengths[i])."""
+
+    name: str
+    ids: Sequence[str]
+    kinds: Sequence[str]
+    offsets: Sequence[int]
+    lengths: Sequence[int]
+    toc_at: int  # where the toc frame starts: the end of the last entry's bytes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self) -> Iterable[tuple[str, str, int, int]]:
+        return zip(self.ids, self.kinds, self.offsets, self.lengths)
+
+    def locations(self) -> list[tuple[str, str, Location]]:
+        return [(oid, kind, Location(self.name, off, n)) for oid, kind, off, n in self.rows()]
+
+    def in_order(self) -> bool:
+        """Entries in toc order, each after the one before (what build() writes): no overlaps."""
+        offs, lens = self.offsets, self.lengths
+        if not offs:
+            return True
+        ends = map(operator.add, offs, lens)
+        return all(map(operator.le, ends, offs[1:]))
+
+
+_ID_LIST = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+                      r"(?:\n(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))*")
+
+
+def read_toc(data: bytes, *, name: str) -> Toc:
+    """A whole pack file's toc, checked against its bytes (as ``parse``), as columns."""
     where = f"pack/{name}"
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _TAIL.size:
         raise CorruptObject(where, "not an objstore pack")
@@ -121,23 +157,85 @@ def parse(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
     toc = codec.parse_json(payload, object_id=where)
     if not isinstance(toc, list):
         raise CorruptObject(where, "the toc is not a list")
-    out = []
-    for item in toc:
-        ok = (
-            isinstance(item, list)
-            and len(item) == 4
-            and isinstance(item[0], str)
-            and (is_hash(item[0]) or is_uuid(item[0]))
-            and isinstance(item[1], str)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in item[2:])
-            and len(MAGIC) <= item[2]
-            and item[3] > len(item[0]) + 1  # the id prefix and at least one byte of frame
-            and item[2] + item[3] <= toc_at
-        )
-        if not ok:
-            raise CorruptObject(where, f"malformed toc entry {str(item)[:80]}")
-        out.append((item[0], item[1], Location(name, item[2], item[3])))
-    return out
+    columns = _columns(toc, toc_at)
+    if columns is None:  # some row is off: find which, one by one, for the message
+        for item in toc:
+            if not _row_ok(item, toc_at):
+                raise CorruptObject(where, f"malformed toc entry {str(item)[:80]}")
+        raise AssertionError("a toc failing the column checks has a failing row")  # pragma: no cover
+    ids, kinds, offsets, lengths = columns
+    return Toc(name, ids, kinds, offsets, lengths, toc_at)
+
+
+def _columns(toc: list, toc_at: int) -> tuple[tuple, tuple, tuple, tuple] | None:
+    """The toc's four columns when every row is well formed, checked a column at a time (C
+    loops, no Python per row); None when any row is not."""
+    if not toc:
+        return (), (), (), ()
+    if set(map(type, toc)) != {list} or set(map(len, toc)) != {4}:
+        return None
+    ids, kinds, offsets, lengths = zip(*toc)
+    if set(map(type, ids)) != {str} or set(map(type, kinds)) != {str}:
+        return None
+    if set(map(type, offsets)) != {int} or set(map(type, lengths)) != {int}:  # type(True) is bool
+        return None
+    if not set(map(len, ids)) <= {36, 40} or _ID_LIST.fullmatch("\n".join(ids)) is None:
+        return None  # (the lengths first: one string holding "id\nid" must not pass as two)
+    if min(offsets) < len(MAGIC) or max(map(operator.add, offsets, lengths)) > toc_at:
+        return None
+    if min(map(operator.sub, lengths, map(len, ids))) <= 1:  # the id prefix and a byte of frame
+        return None
+    return ids, kinds, offsets, lengths
+
+
+def _row_ok(item: object, toc_at: int) -> bool:
+    return (
+        isinstance(item, list)
+        and len(item) == 4
+        and isinstance(item[0], str)
+        and (is_hash(item[0]) or is_uuid(item[0]))
+        and isinstance(item[1], str)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in item[2:])
+        and len(MAGIC) <= item[2]
+        and item[3] > len(item[0]) + 1  # the id prefix and at least one byte of frame
+        and item[2] + item[3] <= toc_at
+    )
+
+
+def parse(data: bytes, *, name: str) -> list[tuple[str, str, Location]]:
+    """Every (id, kind, location) a whole pack file lists, checked against its bytes."""
+    return read_toc(data, name=name).locations()
+
+
+def build_copies(parts: Iterable[tuple[bytes, Toc, int, int, int]]) -> tuple[str, bytes, Toc]:
+    """A pack made of runs of entries copied byte for byte from other packs: (name, file bytes,
+    its toc). Each part is (source pack bytes, its toc, first row, end row, start offset of the
+    first row): rows [first, end) of that toc, which lie back to back from that offset (as
+    build() writes them). Nothing is decoded or compressed again: each entry keeps its own
+    verified frame, so the caller must have verified the source bytes (e.g. the pack's name)."""
+    chunks = [MAGIC]
+    ids: list[str] = []
+    kinds: list[str] = []
+    offsets: list[int] = []
+    lengths: list[int] = []
+    at = len(MAGIC)
+    for data, toc, first, end, start in parts:
+        if first >= end:
+            continue
+        stop = toc.offsets[end - 1] + toc.lengths[end - 1]
+        chunks.append(data[start:stop])
+        shift = at - start
+        ids.extend(toc.ids[first:end])
+        kinds.extend(toc.kinds[first:end])
+        offsets.extend(map(operator.add, toc.offsets[first:end], repeat(shift)))
+        lengths.extend(toc.lengths[first:end])
+        at += stop - start
+    rows = list(map(list, zip(ids, kinds, offsets, lengths)))
+    chunks.append(codec.encode(TOC_KIND, codec.canonical_json(rows)))
+    chunks.append(_TAIL.pack(at))
+    data = b"".join(chunks)
+    name = hashlib.sha256(data).hexdigest()[:40] + ".pack"
+    return name, data, Toc(name, ids, kinds, offsets, lengths, at)
 
 
 # Where an entry may start: an id, a NUL, the zstd magic (what build() writes for every entry).

@@ -6,6 +6,7 @@ under every directory; a read-only repository; gc racing a live redun run."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -391,6 +392,61 @@ def test_repack_merges_packs_drops_duplicates_and_stale_readers_follow(repo_dir,
     for oid, _, payload in made:
         assert cli(["cat-object", "--raw", oid], tmp_path, e2, check=0).stdout == payload
     assert cli(["fsck"], tmp_path, e2).returncode == 0
+
+
+def test_repack_copies_entries_byte_for_byte_into_one_content_named_pack(repo_dir, tmp_path):
+    from objstore.maint.repack import repack
+
+    repo, env = repo_dir
+    with library(str(repo), env) as r:
+        made = populate(r, flushes=5)
+        before = {}
+        for name in r.store.pack_names():
+            data = (repo / layout.pack_key(name)).read_bytes()
+            for oid, _, loc in pack.parse(data, name=name):
+                before[oid] = data[loc.offset : loc.offset + loc.length]
+        result = repack(r, everything=True)
+    assert len(result.packs_written) == 1 and result.objects == len(before) and not result.damaged
+    name = result.packs_written[0]
+    data = (repo / layout.pack_key(name)).read_bytes()
+    assert hashlib.sha256(data).hexdigest()[:40] + ".pack" == name
+    toc = pack.read_toc(data, name=name)
+    assert toc.in_order() and sorted(toc.ids) == sorted(before)
+    for oid, _, offset, length in toc.rows():
+        assert data[offset : offset + length] == before[oid]  # the entry as it was: not re-encoded
+    e2 = dict(env, OBJSTORE_INDEX_DIR=str(tmp_path / "fresh-index"))
+    with library(str(repo), e2) as fresh:
+        for oid, kind, payload in made:
+            assert fresh.get(oid) == (kind, payload)
+
+
+def test_repack_never_copies_a_damaged_entry_and_keeps_its_pack(repo_dir, tmp_path):
+    from objstore.errors import CorruptObject
+    from objstore.maint.repack import repack
+
+    repo, env = repo_dir
+    with library(str(repo), env) as r:
+        made = populate(r, flushes=4)
+    victim = made[5][0]  # in the second flush's pack, with three neighbours
+    damaged = Path(damage.damage_object(str(repo), victim, "corrupt")).name
+    with library(str(repo), env) as r:
+        result = repack(r, everything=True)
+        assert [oid for oid, _ in result.damaged] == [victim]
+        assert damaged not in result.retired and len(result.retired) == result.packs_read - 1
+        for name in result.packs_written:
+            toc = pack.read_toc((repo / layout.pack_key(name)).read_bytes(), name=name)
+            assert victim not in toc.ids
+        assert result.objects == len(made) - 2  # all but the victim and the loose one
+    e2 = dict(env, OBJSTORE_INDEX_DIR=str(tmp_path / "fresh-index"))
+    with library(str(repo), e2) as fresh:
+        for oid, kind, payload in made:
+            if oid == victim:
+                with pytest.raises(CorruptObject):
+                    fresh.get(oid)
+            else:
+                assert fresh.get(oid) == (kind, payload)
+    code, doc = fsck_json(tmp_path, env)
+    assert code == 1 and any(p["object"] == victim and damaged in p["where"] for p in problems(doc, severity="error"))
 
 
 def test_unpack_and_never_pack(repo_dir, tmp_path):

@@ -9,9 +9,12 @@ marks each old pack ``retired``. An entry is a duplicate when the index places i
 another pack (two writers, or a copy-merge, packed it twice): only the copy the index names is
 kept.
 
-A pack whose name is its content's sha256 (as written) has every entry as written, so its
-entries are copied without decoding each; one that is not is verified entry by entry, and a
-damaged entry is left where it is (fsck reports it) rather than copied.
+Entries are copied byte for byte (each is one verified zstd frame behind its id; nothing is
+decompressed, compressed or hashed again per object), in runs: a pack whose rows all stay is one
+slice of its file, and the new toc is written once. A pack whose name is its content's sha256
+(as written) has every entry as written; one that is not is verified entry by entry (frame
+checksum, kind, length, id), and a damaged entry is left where it is (fsck reports it) rather
+than copied, so the pack it sits in is not retired.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from objstore import layout, pack
 from objstore.errors import CorruptObject, ObjectNotFound
@@ -45,10 +49,6 @@ class RepackResult:
     bytes_written: int = 0
     damaged: list[tuple[str, str]] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
-
-
-def _intact(name: str, data: bytes) -> bool:
-    return hashlib.sha256(data).hexdigest()[:40] + ".pack" == name
 
 
 def candidates(repo: Repository, located: dict[str, str], sizes: dict[str, int], *, everything: bool) -> list[str]:
@@ -97,72 +97,122 @@ def _repack(
     names = [n for n in only if n in sizes] if only is not None else candidates(repo, located, sizes, everything=everything)
     if len(names) < 2 and only is None and not (names and _has_duplicates(names[0], located)):
         return result
-    batch: list[tuple[str, str, bytes]] = []
-    batch_bytes = 0
-    moves: list[IndexEntry] = []
+    out = _Writer(repo, result, dry_run=dry_run)
     listing: list[list[str]] = []
-
-    def write() -> None:
-        nonlocal batch, batch_bytes
-        if not batch:
-            return
-        name, data, placed = pack.build(batch)
-        if not dry_run:
-            repo.blobs.create(layout.pack_key(name), data)
-        result.packs_written.append(name)
-        result.bytes_written += len(data)
-        moves.extend(("put", "packed", oid, loc.encode()) for oid, _, loc in placed)
-        batch, batch_bytes = [], 0
-
+    unlisted: set[str] = set()  # kept though no journal names them: the first copy only
     for name in names:
-        try:
-            toc, data = repo.store.read_pack(name)
-        except ObjectNotFound:
+        data = repo.blobs.read(layout.pack_key(name))
+        if isinstance(data, Missing):
             continue
+        try:
+            toc = pack.read_toc(data, name=name)
         except CorruptObject as exc:
             result.damaged.append((f"pack/{name}", exc.reason))
             continue
         result.packs_read += 1
         result.bytes_read += len(data)
-        intact = _intact(name, data)
-        kept_all = True
-        for oid, kind, loc in toc:
-            here = f"{name}:{loc.offset}:{loc.length}"
-            current = located.get(oid)
-            if oid in exclude:
-                result.dropped += 1
-                continue
-            if current is not None and current != here:
-                result.duplicates += 1
-                continue
-            entry = data[loc.offset : loc.offset + loc.length]
-            if not intact:
-                try:
-                    pack.read_entry(oid, entry, expect_kind=kind)
-                except CorruptObject as exc:
-                    result.damaged.append((oid, exc.reason))
-                    kept_all = False
-                    continue
-            if current is None:
-                listing.append([oid, kind])  # packed, but named by no journal: known from now on
-            frame = entry[len(oid) + 1 :]
-            if batch and batch_bytes + len(frame) > pack.MAX_PACK_BYTES:
-                write()
-            batch.append((oid, kind, frame))
-            batch_bytes += len(frame)
-            result.objects += 1
+        runs, kept_all = _plan(name, data, toc, located, exclude, unlisted, listing, result)
+        for first, end in runs:
+            out.add(data, toc, first, end)
         if kept_all:
             result.retired.append(name)
         if progress:
             progress("repack", result.objects)
-    write()
+    out.close()
     stamp = relocate.now_stamp()
+    moves = out.moves
     moves.extend(("put", "retired", name, stamp) for name in result.retired if name not in result.packs_written)
     if not dry_run:
         moved = relocate.Moved()
         relocate.write_entries(repo, listing, moves, moved, trusted=True)
         result.segments = moved.segments
     return result
+
+
+def _plan(
+    name: str, data: bytes, toc: pack.Toc, located: dict[str, str], exclude: set[str] | frozenset[str],
+    unlisted: set[str], listing: list[list[str]], result: RepackResult,
+) -> tuple[list[tuple[int, int]], bool]:  # fmt: skip
+    """The runs [first, end) of toc rows to copy from pack ``name``, and whether nothing in it
+    was left behind damaged (then it may be retired)."""
+    n = len(toc)
+    here = list(map("{}:{}:{}".format, repeat(name), toc.offsets, toc.lengths))
+    current = list(map(located.get, toc.ids))
+    # The verdict on the bytes: the pack's name is their sha256, so every entry is as written.
+    intact = hashlib.sha256(data).hexdigest()[:40] + ".pack" == name
+    if (intact and current == here and toc.in_order() and len(set(toc.ids)) == n
+            and not (exclude and not exclude.isdisjoint(toc.ids))):
+        result.objects += n
+        return [(0, n)], True  # the common case: every entry is where the index says, copied as one run
+    keep: list[bool] = []
+    kept_all = True
+    for oid, kind, at, want, offset, length in zip(toc.ids, toc.kinds, here, current, toc.offsets, toc.lengths):
+        ok = False
+        if oid in exclude:
+            result.dropped += 1
+        elif (want is not None and want != at) or (want is None and oid in unlisted):
+            result.duplicates += 1
+        else:
+            ok = True
+            if not intact:  # then each entry proves itself (frame checksum, kind, length, id)
+                try:
+                    pack.read_entry(oid, data[offset : offset + length], expect_kind=kind)
+                except CorruptObject as exc:
+                    result.damaged.append((oid, exc.reason))
+                    kept_all = ok = False
+            if ok and want is None:
+                unlisted.add(oid)
+                listing.append([oid, kind])  # packed, but named by no journal: known from now on
+        keep.append(ok)
+    result.objects += sum(keep)
+    contiguous = toc.in_order()
+    runs: list[tuple[int, int]] = []
+    for i, ok in enumerate(keep):
+        if not ok:
+            continue
+        if contiguous and runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs, kept_all
+
+
+class _Writer:
+    """New packs of up to pack.MAX_PACK_BYTES, made of runs of entries copied byte for byte."""
+
+    def __init__(self, repo: Repository, result: RepackResult, *, dry_run: bool):
+        self.repo, self.result, self.dry_run = repo, result, dry_run
+        self.parts: list[tuple[bytes, pack.Toc, int, int, int]] = []
+        self.size = 0
+        self.moves: list[IndexEntry] = []
+
+    def add(self, data: bytes, toc: pack.Toc, first: int, end: int) -> None:
+        while first < end:
+            start = toc.offsets[first]
+            stop = toc.offsets[end - 1] + toc.lengths[end - 1]
+            if self.parts and self.size + stop - start > pack.MAX_PACK_BYTES:
+                self.close()
+            cut = end
+            if stop - start > pack.MAX_PACK_BYTES:  # a run bigger than a whole pack: split it
+                cut = first + 1
+                while cut < end and toc.offsets[cut] + toc.lengths[cut] - start <= pack.MAX_PACK_BYTES:
+                    cut += 1
+                stop = toc.offsets[cut - 1] + toc.lengths[cut - 1]
+            self.parts.append((data, toc, first, cut, start))
+            self.size += stop - start
+            first = cut
+
+    def close(self) -> None:
+        if not self.parts:
+            return
+        name, data, toc = pack.build_copies(self.parts)
+        if not self.dry_run:
+            self.repo.blobs.create(layout.pack_key(name), data)
+        self.result.packs_written.append(name)
+        self.result.bytes_written += len(data)
+        where = map("{}:{}:{}".format, repeat(name), toc.offsets, toc.lengths)
+        self.moves.extend(zip(repeat("put"), repeat("packed"), toc.ids, where))
+        self.parts, self.size = [], 0
 
 
 def _has_duplicates(name: str, located: dict[str, str]) -> bool:

@@ -6,9 +6,13 @@ independent). Every check uses objstore.pack's own functions: the toc parse, the
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 import random
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from objstore import codec, layout, model, pack
 from objstore.errors import CorruptObject
@@ -28,7 +32,12 @@ class PackCheck:
     size: int = 0
     missing: bool = False
     intact: bool = True
-    toc: list[tuple[str, str, int, int]] = field(default_factory=list)  # id, kind, offset, length
+    # The toc as columns (row i: ids[i], kinds[i], offsets[i], lengths[i]); for a pack whose toc
+    # is unreadable, the entries salvage found. Columns pickle as four lists, not a tuple per row.
+    ids: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
     errors: list[tuple[str, str | None]] = field(default_factory=list)  # (detail, object id)
     good: list[str] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)
@@ -36,6 +45,9 @@ class PackCheck:
     salvaged: list[salvage.Found] | None = None  # readable entries, when the pack is damaged
     toc_unreadable: bool = False
     verified: int = 0
+
+    def rows(self) -> Iterator[tuple[str, str, int, int]]:
+        return zip(self.ids, self.kinds, self.offsets, self.lengths)
 
 
 def edges_of(kind: str, object_id: str, payload: bytes) -> Edges:
@@ -49,22 +61,18 @@ def _edges(kind: str, object_id: str, doc: dict) -> Edges:
         raise CorruptObject(object_id, f"malformed {kind}: {exc!r}") from None
 
 
-def layout_problems(toc: list[tuple[str, str, pack.Location]]) -> list[str]:
+def layout_problems(toc: pack.Toc) -> list[str]:
+    """Overlapping entries and ids listed twice; none for a pack as build() writes it (entries
+    in toc order, back to back: one pass of C loops proves it)."""
     out: list[str] = []
-    end, ordered = 0, True
-    for _, _, loc in toc:  # pack.build writes entries in toc order: one pass proves no overlap
-        if loc.offset < end:
-            ordered = False
-            break
-        end = loc.offset + loc.length
-    if ordered and len({oid for oid, _, _ in toc}) == len(toc):
+    if toc.in_order() and len(set(toc.ids)) == len(toc):
         return out
-    spans = sorted((loc.offset, loc.offset + loc.length, oid) for oid, _, loc in toc)
+    spans = sorted(zip(toc.offsets, map(operator.add, toc.offsets, toc.lengths), toc.ids))
     for (s0, e0, a), (s1, _, b) in zip(spans, spans[1:]):
         if s1 < e0:
             out.append(f"entries of {a} and {b} overlap ({s0}-{e0} and {s1}-)")
     seen: set[str] = set()
-    for oid, _, _ in toc:
+    for oid in toc.ids:
         if oid in seen:
             out.append(f"its toc lists {oid} twice")
         seen.add(oid)
@@ -87,12 +95,22 @@ def in_span(object_id: str, span: Span) -> bool:
     return span is None or span[0] <= object_id[:8] < span[1]
 
 
+def sampled_rows(ids: Sequence[str], span: Span) -> Iterable[int]:
+    """The row numbers of ``ids`` in ``span`` (``lo <= id[:8] < hi`` is ``lo <= id < hi`` for
+    8-digit bounds), compared in C loops: a sample skips most rows of every toc."""
+    if span is None:
+        return range(len(ids))
+    lo, hi = span
+    inside = map(operator.and_, map(operator.ge, ids, repeat(lo)), map(operator.lt, ids, repeat(hi)))
+    return itertools.compress(range(len(ids)), inside)
+
+
 def verify_pack(name: str, data: bytes, *, span: Span = None) -> PackCheck:
     """Everything fsck checks in one pack file's bytes (the entries of ids in ``span``)."""
     result = PackCheck(name, len(data))
     result.intact = hashlib.sha256(data).hexdigest()[:40] + ".pack" == name
     try:
-        toc = pack.parse(data, name=name)
+        toc = pack.read_toc(data, name=name)
     except CorruptObject as exc:
         result.toc_unreadable = True
         result.errors.append((f"its toc is unreadable ({exc.reason})", None))
@@ -101,25 +119,25 @@ def verify_pack(name: str, data: bytes, *, span: Span = None) -> PackCheck:
     problems = layout_problems(toc)
     result.errors.extend((why, None) for why in problems)
     read_entry, verify, followed = pack.read_entry, model.verify, FOLLOWED
-    result.toc = [(oid, kind, loc.offset, loc.length) for oid, kind, loc in toc]
-    lo, hi = span if span is not None and result.intact else ("", "~")
-    for oid, kind, loc in toc:
-        if not lo <= oid[:8] < hi:
-            continue
+    ids, kinds, offsets, lengths = toc.ids, toc.kinds, toc.offsets, toc.lengths
+    result.ids, result.kinds, result.offsets, result.lengths = list(ids), list(kinds), list(offsets), list(lengths)
+    good, bad, edges, errors = result.good, result.bad, result.edges, result.errors
+    for i in sampled_rows(ids, span if result.intact else None):  # a damaged pack: every entry
+        oid, kind, offset = ids[i], kinds[i], offsets[i]
         try:
-            got_kind, payload = read_entry(oid, data[loc.offset : loc.offset + loc.length], expect_kind=kind)
+            got_kind, payload = read_entry(oid, data[offset : offset + lengths[i]], expect_kind=kind)
             if got_kind in followed:  # decoded once: verified and its references taken
                 doc = model.decode(got_kind, payload, oid)
                 model.verify_doc(got_kind, oid, doc)
-                result.edges.append((oid, got_kind, _edges(got_kind, oid, doc)))
+                edges.append((oid, got_kind, _edges(got_kind, oid, doc)))
             else:
                 verify(got_kind, oid, payload)
         except CorruptObject as exc:
-            result.errors.append((f"entry at {loc.offset}: {exc.reason}", oid))
-            result.bad.append(oid)
+            errors.append((f"entry at {offset}: {exc.reason}", oid))
+            bad.append(oid)
             continue
-        result.good.append(oid)
-    result.verified = len(result.good) + len(result.bad)
+        good.append(oid)
+    result.verified = len(good) + len(bad)
     if not result.intact and not result.bad and not problems:
         result.errors.append(("its bytes differ from what its name (their sha256) says, though every entry still verifies", None))
     if not result.intact or result.bad or problems:
@@ -132,7 +150,10 @@ def _salvage(result: PackCheck, data: bytes) -> None:
     result.salvaged = found
     for entry in found:
         result.good.append(entry.object_id)
-        result.toc.append((entry.object_id, entry.kind, entry.offset, entry.length))
+        result.ids.append(entry.object_id)
+        result.kinds.append(entry.kind)
+        result.offsets.append(entry.offset)
+        result.lengths.append(entry.length)
         if entry.kind in FOLLOWED:
             try:
                 result.edges.append((entry.object_id, entry.kind, edges_of(entry.kind, entry.object_id, entry.payload)))
@@ -176,9 +197,9 @@ _IDS = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
                   r"(?:\n(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))*")
 
 
-def _segment(name: str, data: bytes) -> tuple[list, list]:
-    """journal.decode, with its per-item id checks done as one regex over all ids (a million
-    records' listings): the same answer, a malformed item counted rather than logged."""
+def _segment(name: str, data: bytes) -> tuple[list[str], list]:
+    """(listed ids, raw entries): journal.decode, with its per-item checks done a column at a
+    time (a million records' listings): the same answer, a malformed item counted, not logged."""
     from objstore.repo import journal as jmod
 
     where = f"journal/{name}"
@@ -190,10 +211,34 @@ def _segment(name: str, data: bytes) -> tuple[list, list]:
     entries = doc.get("entries") or []
     if not isinstance(items, list) or not isinstance(entries, list):
         raise CorruptObject(where, "not an objstore journal segment")
-    shaped = [i for i in items if type(i) is list and len(i) == 2 and type(i[0]) is str and type(i[1]) is str]
-    if len(shaped) == len(items) and (not items or _IDS.fullmatch("\n".join(i[0] for i in items))):
-        return items, entries
-    return jmod.decode(name, data)
+    if not items:
+        return [], entries
+    if set(map(type, items)) == {list} and set(map(len, items)) == {2}:
+        ids, kinds = zip(*items)
+        if (set(map(type, ids)) == {str} and set(map(type, kinds)) == {str} and set(map(len, ids)) <= {36, 40}
+                and _IDS.fullmatch("\n".join(ids))):  # fmt: skip
+            return list(ids), entries  # (lengths first: one string holding "id\nid" is no two ids)
+    listing, entries = jmod.decode(name, data)
+    return [oid for oid, _ in listing], entries
+
+
+def _put_objects(entries: list, tables: Mapping[str, bool]) -> list[str] | None:
+    """The ids of the ("put", "objects", id, kind) entries when every entry is well formed
+    (well_formed), checked a column at a time; None when some entry may not be."""
+    if not entries:
+        return []
+    if set(map(type, entries)) != {list} or set(map(len, entries)) != {4}:
+        return None
+    ops, names, keys, values = zip(*entries)
+    if not set(ops) <= _OPS or not set(names) <= tables.keys():
+        return None
+    if set(map(type, keys)) != {str} or set(map(type, values)) != {str}:
+        return None
+    lengths = set(map(len, keys))
+    if 0 in lengths or max(lengths) > 127:  # 127 characters are at most 508 utf-8 bytes
+        return None
+    objects = map(operator.and_, map(operator.eq, names, repeat("objects")), map(operator.eq, ops, repeat("put")))
+    return list(itertools.compress(keys, objects))
 
 
 @dataclass
@@ -216,21 +261,20 @@ def verify_journal(name: str, data: bytes) -> JournalCheck:
             for block in blocks:
                 result.entries += len(block.keys)
                 if block.table == "objects":
-                    result.ids.extend(k.decode() for k in block.keys)
+                    result.ids.extend(map(bytes.decode, block.keys))
             return result
-        listing, entries = _segment(name, data)
+        result.ids, entries = _segment(name, data)
     except CorruptObject as exc:
         result.reason = exc.reason
         return result
     tables = model.TABLES
     result.entries = len(entries)
-    result.ids = [oid for oid, _ in listing]
-    if ckpt.all_well_formed(entries, tables):
-        good = entries
-    else:
+    put = _put_objects(entries, tables)
+    if put is None:
         good = [e for e in entries if well_formed(e, tables)]
         result.malformed = len(entries) - len(good)
-    result.ids.extend(e[2] for e in good if e[1] == "objects" and e[0] == "put")
+        put = [e[2] for e in good if e[1] == "objects" and e[0] == "put"]
+    result.ids.extend(put)
     return result
 
 

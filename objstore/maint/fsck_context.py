@@ -1,0 +1,111 @@
+"""What the fsck checks share: the repository, the report, the sampled span, the inventory
+(listings, never the index), what the checks before learned (Found), and the way files are
+spread over worker processes. Each check (objstore.maint.fsck_*) is a small class over this."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from objstore import layout
+from objstore.fs import is_local
+from objstore.maint import inventory, salvage, verify
+from objstore.maint.report import Report
+from objstore.missing import Missing
+from objstore.repo import Repository
+
+Progress = Callable[[str, int], None]
+BATCH = 512  # loose objects, eval files: reads per read_many (concurrent on object stores)
+
+
+@dataclass
+class Found:
+    """What fsck learned, for the checks after it and for repair."""
+
+    kinds: dict[str, str] = field(default_factory=dict)  # every stored object id -> its kind
+    toc: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # packed id -> (pack, offset, length)
+    placed: dict[str, str] = field(default_factory=dict)  # packed id -> "pack:offset:length" (a full fsck only)
+    copies: dict[str, set[str]] = field(default_factory=dict)  # packed id -> its other "pack:offset:length"
+    bad_objects: dict[str, str] = field(default_factory=dict)  # id -> where the damaged copy is
+    good_copies: set[str] = field(default_factory=set)  # ids with a verified copy
+    damaged_packs: dict[str, list[salvage.Found]] = field(default_factory=dict)  # pack -> readable entries
+    bad_journal: list[str] = field(default_factory=list)
+    bad_evals: list[str] = field(default_factory=list)
+    value_stores: dict[str, set[str]] = field(default_factory=dict)  # url -> ids it holds
+    missing: list[str] = field(default_factory=list)  # listed by the index, stored nowhere
+    unjournaled: list[str] = field(default_factory=list)
+    index_disagrees: bool = False
+    journaled: set[str] = field(default_factory=set)  # every id a readable journal file lists
+    edges: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)  # verified call/job/exec
+
+
+class Context:
+    def __init__(self, repo: Repository, report: Report, *, span: verify.Span, progress: Progress | None,
+                 jobs: int | None):  # fmt: skip
+        self.repo = repo
+        self.report = report
+        self.span = span
+        self.progress = progress
+        self.jobs = jobs
+        self.found = Found()
+        self.inv = inventory.Inventory()
+        self._done = 0
+
+    def tick(self, phase: str, n: int = 1) -> None:
+        self._done += n
+        if self.progress:
+            self.progress(phase, self._done)
+
+    def sampled(self, object_id: str) -> bool:
+        return verify.in_span(object_id, self.span)
+
+    def exists(self, oid: str) -> bool:
+        if oid in self.found.kinds:
+            return True
+        return any(oid in ids for ids in self.found.value_stores.values())
+
+    def where(self, oid: str) -> str:
+        """The key of the file holding ``oid``, for a report line."""
+        if oid in self.inv.loose:
+            return layout.object_key(oid)
+        if oid in self.found.toc:
+            return layout.pack_key(self.found.toc[oid][0])
+        return "objects"
+
+    def map_files(self, names: list[str], at: Callable[..., Any], here: Callable[..., Any],
+                  key: Callable[[str], str]) -> Iterator[Any]:  # fmt: skip
+        """``here(name, bytes)`` for each name, or ``at(url, options, name)`` in worker processes."""
+        repo = self.repo
+        workers = self._workers(len(names))
+        if workers <= 1:
+            # Remote files are fetched a few at a time (concurrent GETs), checked here.
+            step = 1 if is_local(repo.fs) else 16
+            for start in range(0, len(names), step):
+                batch = names[start : start + step]
+                for name, data in zip(batch, repo.blobs.read_many(key(n) for n in batch)):
+                    if not isinstance(data, Missing):
+                        yield here(name, data)
+            return
+        # Forked workers, each reading and checking whole files: only for a local directory,
+        # where a child needs nothing of this process but the path (no event loop, no index).
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            n = len(names)
+            yield from pool.map(at, [repo.url] * n, [repo.storage_options] * n, names,
+                                chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
+
+    def _workers(self, files: int) -> int:
+        if not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():
+            return 1
+        if self.jobs is not None:
+            return max(self.jobs, 1)
+        if files < 16:
+            return 1  # not worth starting processes for
+        return min(os.cpu_count() or 1, 8)
+
+
+__all__ = ["Context", "Found", "Progress", "BATCH"]
