@@ -192,7 +192,8 @@ class Context:
         if search_repo_arg:
             home = self.locate()
             try:
-                remote = get_remote(*self._open_url(home.url, home.storage_options), name)
+                fs, root = self._open_url(home.url, home.storage_options)
+                remote = get_remote(fs, root, name)
             except ObjstoreError:  # --repo's repository unreadable: its command says why
                 remote = None
             if remote is not None:
@@ -201,7 +202,8 @@ class Context:
             url = self.local_repo_url()
         except RepositoryNotFound:
             return None
-        return get_remote(*self._open_url(url, self.storage_options()), name)
+        fs, root = self._open_url(url, self.storage_options())
+        return get_remote(fs, root, name)
 
     @staticmethod
     def _open_url(url: str, options: dict[str, Any] | None):
