@@ -287,3 +287,18 @@ def test_the_cli_and_a_redun_process_share_one_index_under_xdg_cache_home(tmp_pa
     indexes = [p for p in (cache / "objstore").rglob("data.mdb")]
     assert len(indexes) == 1, indexes
     assert not (tmp_path / "home" / ".cache" / "objstore").exists()
+
+
+def test_a_local_repository_never_imports_fsspec(tmp_path, env):
+    """A local repository's reads and writes go through os: its commands start without fsspec
+    (and the asyncio, importlib.metadata... it brings), a third of a small command's start-up."""
+    repo = tmp_path / "repo"
+    probe = ("import sys, runpy; sys.argv = ['objstore', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('objstore.cli', run_name='__main__')\n"
+             "finally:\n    print('fsspec' in sys.modules, 'asyncio' in sys.modules, file=sys.stderr)\n")
+    stream = tmp_path / "out.jsonl"
+    for args in (["init", str(repo)], ["--repo", str(repo), "export", "-o", str(stream)],
+                 ["--repo", str(repo), "import", str(stream)], ["--repo", str(repo), "log"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert proc.stderr.decode().strip().splitlines()[-1] == "False False", (args, proc.stderr)
