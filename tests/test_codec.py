@@ -109,6 +109,20 @@ def test_invalid_kinds_are_refused_on_encode(kind):
         codec.encode_stream(kind, 1, [b"x"], io.BytesIO())
 
 
+def test_encode_many_is_encode_of_each():
+    items = [("v", b""), ("call", b'{"a":1}'), ("v", bytearray(b"abc")), ("job", memoryview(b"x" * 5000)),
+             ("v", os.urandom(300)), ("call", b"\0" * 70)]
+    for level in (1, codec.DEFAULT_LEVEL, 19):
+        assert codec.encode_many(items, level=level) == [codec.encode(k, p, level=level) for k, p in items]
+    assert codec.encode_many([]) == []
+
+
+@pytest.mark.parametrize("kind", ["", "Blob", "a b", "x" * 33, None])
+def test_encode_many_refuses_invalid_kinds(kind):
+    with pytest.raises(ValueError):
+        codec.encode_many([("v", b"x"), (kind, b"y")])
+
+
 def test_encode_accepts_buffers():
     for payload in (bytearray(b"abc"), memoryview(b"abc")):
         assert one_shot_decode(codec.encode("v", payload)) == ("v", b"abc")
