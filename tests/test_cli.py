@@ -245,6 +245,40 @@ def test_in_process_main_and_command_discovery(tmp_path, env):
     assert err.getvalue().startswith("objstore: error: a repository already exists")
 
 
+def _top_level_commands(parser) -> set[str]:
+    return {name for action in parser._subparsers._group_actions for name in action.choices}
+
+
+def test_a_command_line_builds_only_its_commands_parser():
+    import argparse
+    import importlib
+
+    from objstore.cli import COMMANDS, build_parser, command_of
+
+    registered = {}
+    for module in command_modules():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        registered.update(dict.fromkeys(sub.choices, module.rsplit(".", 1)[1]))
+    assert COMMANDS == registered  # every command, with the module that registers it
+    everything = _top_level_commands(build_parser())
+    assert everything == set(COMMANDS)
+    assert _top_level_commands(build_parser(["--repo", "r", "export", "-o", "x"])) == {"export", "import", "migrate-redun"}
+    for argv in (["--index-dir=d", "--re", "sync", "log", "EXEC"], ["--r", "x", "log"], ["--ind", "d", "log", "-h"]):
+        assert _top_level_commands(build_parser(argv)) == {"log"}, argv  # argparse's abbreviations too
+    for argv in ([], ["-h", "log"], ["--version"], ["--repo"], ["nonesuch"], ["completion", "bash"], ["--", "log"]):
+        assert _top_level_commands(build_parser(argv)) == everything, argv
+    assert command_of(["--repo", "log", "sync"]) == "sync"
+    assert command_of(["--repo=log", "tag", "list"]) == "tag"
+
+
+def test_help_and_errors_still_list_every_command(tmp_path, env):
+    out = run(["-h"], tmp_path, env, check=0).stdout.decode()
+    assert all(name in out for name in ("export", "sync", "cat-object", "fsck", "completion"))
+    err = run(["--repo", str(tmp_path), "nonesuch"], tmp_path, env, check=2).stderr.decode()
+    assert "invalid choice" in err and "'export'" in err
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True
