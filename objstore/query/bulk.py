@@ -132,13 +132,21 @@ class Cached:
             for (_, first, _, members), data in zip(plans, datas):
                 if isinstance(data, Missing):
                     continue
+                entries = []
                 for m in members:
                     i, loc = located[m]
-                    try:
-                        out[i] = pack.read_entry(ids[i], data[loc.offset - first : loc.offset - first + loc.length],
-                                                 expect_kind=kind)  # fmt: skip
-                    except CorruptObject:
-                        pass  # the repository's read below names it
+                    entries.append((i, ids[i], data[loc.offset - first : loc.offset - first + loc.length]))
+                try:
+                    got = pack.read_entries([(oid, entry) for _, oid, entry in entries], expect_kind=kind)
+                except CorruptObject:  # one at a time, to keep the good ones
+                    got = []
+                    for _, oid, entry in entries:
+                        try:
+                            got.append(pack.read_entry(oid, entry, expect_kind=kind))
+                        except CorruptObject:
+                            got.append(None)  # the repository's read below names it
+                for (i, _, _), item in zip(entries, got):
+                    out[i] = item
         rest = [i for i, item in enumerate(out) if item is None]
         if rest and not listed:  # ``listed``: the caller knows they exist (named by other records)
             kinds = repo.lookup_many("objects", [ids[i] for i in rest])

@@ -272,12 +272,16 @@ class ObjectStore:
         for (_, start, _, members), data in zip(plans, got):
             if isinstance(data, Missing):
                 continue
+            entries = []
             for i in members:
                 object_id, loc = located[i]
                 entry = data[loc.offset - start : loc.offset - start + loc.length]
                 if len(entry) != loc.length:
+                    pack.read_entries(entries, expect_kind=expect_kind)  # an earlier entry's defect first
                     raise CorruptObject(object_id, f"pack {loc.pack} ends before the object's entry does")
-                out[i] = pack.read_entry(object_id, entry, expect_kind=expect_kind)
+                entries.append((object_id, entry))
+            for i, item in zip(members, pack.read_entries(entries, expect_kind=expect_kind)):
+                out[i] = item
         return out
 
     def pack_names(self) -> list[str]:
