@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import importlib
 import os
-import pkgutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ FIRST = ("repository", "log", "tag", "graph", "repl", "objects", "maint", "db")
 
 def command_modules() -> list[str]:
     """Every command module of this package (modules starting with ``_`` are not)."""
+    import pkgutil
+
     names = sorted(
         m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
     )
