@@ -142,16 +142,17 @@ class Cached:
                 for m in members:
                     i, loc = located[m]
                     entries.append((i, ids[i], data[loc.offset - first : loc.offset - first + loc.length]))
+                decoded: list[Any]
                 try:
-                    got = pack.read_entries([(oid, entry) for _, oid, entry in entries], expect_kind=kind)
+                    decoded = pack.read_entries([(oid, entry) for _, oid, entry in entries], expect_kind=kind)
                 except CorruptObject:  # one at a time, to keep the good ones
-                    got = []
+                    decoded = []
                     for _, oid, entry in entries:
                         try:
-                            got.append(pack.read_entry(oid, entry, expect_kind=kind))
+                            decoded.append(pack.read_entry(oid, entry, expect_kind=kind))
                         except CorruptObject:
-                            got.append(None)  # the repository's read below names it
-                for (i, _, _), item in zip(entries, got):
+                            decoded.append(None)  # the repository's read below names it
+                for (i, _, _), item in zip(entries, decoded):
                     out[i] = item
         rest = [i for i, item in enumerate(out) if item is None]
         if rest and not listed:  # ``listed``: the caller knows they exist (named by other records)

@@ -272,7 +272,7 @@ class ObjectStore:
         for (_, start, _, members), data in zip(plans, got):
             if isinstance(data, Missing):
                 continue
-            entries = []
+            entries: list[tuple[str, bytes]] = []
             for i in members:
                 object_id, loc = located[i]
                 entry = data[loc.offset - start : loc.offset - start + loc.length]
