@@ -28,7 +28,9 @@ __all__ = [
     "DEFAULT_LEVEL",
     "KIND_RE",
     "encode",
+    "encode_many",
     "decode",
+    "decode_many",
     "encode_stream",
     "decode_stream",
     "canonical_json",
@@ -109,6 +111,24 @@ def encode(kind: str, payload: bytes, *, level: int = DEFAULT_LEVEL) -> bytes:
     return b"".join([cobj.compress(header), cobj.compress(payload), cobj.flush()])
 
 
+def encode_many(items: Iterable[tuple[str, bytes]], *, level: int = DEFAULT_LEVEL) -> list[bytes]:
+    """``encode`` of each (kind, payload), in order; the same bytes. For a flush of thousands of
+    small objects: one compressor and one check per distinct kind, not one per object."""
+    cctx = _compressor(level)
+    compress = cctx.compress
+    kinds: dict[str, bytes] = {}
+    out: list[bytes] = []
+    for kind, payload in items:
+        name = kinds.get(kind) if type(kind) is str else None
+        if name is None:
+            name = kinds[kind] = check_kind(kind).encode("ascii")
+        if len(payload) > _ONE_SHOT_MAX:
+            out.append(encode(kind, payload, level=level))
+        else:
+            out.append(compress(b"%s %d\0%s" % (name, len(payload), payload)))
+    return out
+
+
 def decode(
     data: bytes, *, object_id: str, expect_kind: str | None = None
 ) -> tuple[str, bytes]:
@@ -136,6 +156,42 @@ def decode(
     if expect_kind is not None and kind != expect_kind:
         raise WrongKind(object_id, expect_kind, kind)
     return kind, content[start:]
+
+
+def decode_many(
+    items: Iterable[tuple[str, bytes]], *, expect_kind: str | None = None
+) -> list[tuple[str, bytes]]:
+    """``decode`` of each (object_id, data), in order, with the same checks and errors: the
+    first defective object raises, as decoding them one at a time would.
+
+    For reading thousands of small objects (a log of a 10^4-job tree decodes 3x that): one
+    decompressor and no per-object function calls for a frame as encode writes it. Anything
+    else (damage, a big object, a foreign frame) takes decode itself, which names the defect.
+    """
+    decompress = _decompressor().decompress
+    params_of = zstandard.get_frame_parameters
+    header = _HEADER_RE.match
+    magic, limit = _MAGIC, _ONE_SHOT_MAX
+    out: list[tuple[str, bytes]] = []
+    for object_id, data in items:
+        match = content = None
+        if data[:4] == magic and len(data) > 4 and not data[4] & 0x18:
+            try:
+                params = params_of(data)
+                if params.has_checksum and not params.dict_id and 0 <= params.content_size <= limit:
+                    content = decompress(data, allow_extra_data=False)
+            except zstandard.ZstdError:
+                content = None
+            if content is not None:
+                match = header(content)
+        if match is None or int(match.group(2)) != len(content) - match.end():  # type: ignore[arg-type]
+            out.append(decode(data, object_id=object_id, expect_kind=expect_kind))  # raises what is wrong
+            continue
+        kind = match.group(1).decode("ascii")
+        if expect_kind is not None and kind != expect_kind:
+            raise WrongKind(object_id, expect_kind, kind)
+        out.append((kind, content[match.end() :]))  # type: ignore[index]
+    return out
 
 
 def frame_end(data: bytes, start: int = 0, *, max_content: int = _ONE_SHOT_MAX) -> int | None:

@@ -111,6 +111,21 @@ def read_entry(
     return codec.decode(entry[len(prefix) :], object_id=object_id, expect_kind=expect_kind)
 
 
+def read_entries(
+    entries: Iterable[tuple[str, bytes]], *, expect_kind: str | None = None
+) -> list[tuple[str, bytes]]:
+    """read_entry of each (object id, entry), in order, decoded in bulk (codec.decode_many); the
+    first defective entry raises, as reading them one at a time would."""
+    frames: list[tuple[str, bytes]] = []
+    for object_id, entry in entries:
+        prefix = object_id.encode("ascii") + b"\0"
+        if not entry.startswith(prefix):
+            codec.decode_many(frames, expect_kind=expect_kind)  # an earlier entry's defect first
+            read_entry(object_id, entry)  # raises: the entry is another object's
+        frames.append((object_id, entry[len(prefix) :]))
+    return codec.decode_many(frames, expect_kind=expect_kind)
+
+
 @dataclass(frozen=True)
 class Toc:
     """A pack's table of contents as columns (no object per entry: a repack or an fsck of a

@@ -44,7 +44,9 @@ def open_refs(fs, root: str, *, allow_unsafe: bool = False) -> RefStore:
     compare-and-swap this raises UnsafeRefStore, unless `allow_unsafe` asks for the
     BestEffortRefStore (atomic only among threads of this process).
     """
-    if _is(fs, "fsspec.implementations.local", "LocalFileSystem"):
+    # fsspec's LocalFileSystem, or a stand-in for it saying its paths are this machine's (objstore's
+    # makes fsspec's only when needed, to keep it out of a local command's start-up).
+    if getattr(fs, "local_paths", False) is True or _is(fs, "fsspec.implementations.local", "LocalFileSystem"):
         from .local import LocalRefStore
 
         return LocalRefStore(fs._strip_protocol(root))

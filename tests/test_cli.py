@@ -245,6 +245,40 @@ def test_in_process_main_and_command_discovery(tmp_path, env):
     assert err.getvalue().startswith("objstore: error: a repository already exists")
 
 
+def _top_level_commands(parser) -> set[str]:
+    return {name for action in parser._subparsers._group_actions for name in action.choices}
+
+
+def test_a_command_line_builds_only_its_commands_parser():
+    import argparse
+    import importlib
+
+    from objstore.cli import COMMANDS, build_parser, command_of
+
+    registered = {}
+    for module in command_modules():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        registered.update(dict.fromkeys(sub.choices, module.rsplit(".", 1)[1]))
+    assert COMMANDS == registered  # every command, with the module that registers it
+    everything = _top_level_commands(build_parser())
+    assert everything == set(COMMANDS)
+    assert _top_level_commands(build_parser(["--repo", "r", "export", "-o", "x"])) == {"export", "import", "migrate-redun"}
+    for argv in (["--index-dir=d", "--re", "sync", "log", "EXEC"], ["--r", "x", "log"], ["--ind", "d", "log", "-h"]):
+        assert _top_level_commands(build_parser(argv)) == {"log"}, argv  # argparse's abbreviations too
+    for argv in ([], ["-h", "log"], ["--version"], ["--repo"], ["nonesuch"], ["completion", "bash"], ["--", "log"]):
+        assert _top_level_commands(build_parser(argv)) == everything, argv
+    assert command_of(["--repo", "log", "sync"]) == "sync"
+    assert command_of(["--repo=log", "tag", "list"]) == "tag"
+
+
+def test_help_and_errors_still_list_every_command(tmp_path, env):
+    out = run(["-h"], tmp_path, env, check=0).stdout.decode()
+    assert all(name in out for name in ("export", "sync", "cat-object", "fsck", "completion"))
+    err = run(["--repo", str(tmp_path), "nonesuch"], tmp_path, env, check=2).stderr.decode()
+    assert "invalid choice" in err and "'export'" in err
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True
@@ -287,3 +321,18 @@ def test_the_cli_and_a_redun_process_share_one_index_under_xdg_cache_home(tmp_pa
     indexes = [p for p in (cache / "objstore").rglob("data.mdb")]
     assert len(indexes) == 1, indexes
     assert not (tmp_path / "home" / ".cache" / "objstore").exists()
+
+
+def test_a_local_repository_never_imports_fsspec(tmp_path, env):
+    """A local repository's reads and writes go through os: its commands start without fsspec
+    (and the asyncio, importlib.metadata... it brings), a third of a small command's start-up."""
+    repo = tmp_path / "repo"
+    probe = ("import sys, runpy; sys.argv = ['objstore', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('objstore.cli', run_name='__main__')\n"
+             "finally:\n    print('fsspec' in sys.modules, 'asyncio' in sys.modules, file=sys.stderr)\n")
+    stream = tmp_path / "out.jsonl"
+    for args in (["init", str(repo)], ["--repo", str(repo), "export", "-o", str(stream)],
+                 ["--repo", str(repo), "import", str(stream)], ["--repo", str(repo), "log"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert proc.stderr.decode().strip().splitlines()[-1] == "False False", (args, proc.stderr)

@@ -36,7 +36,16 @@ def stream_decode(data: bytes, **kwargs) -> tuple[str, bytes]:
 
 
 def one_shot_decode(data: bytes, **kwargs) -> tuple[str, bytes]:
-    return codec.decode(data, object_id=OID, **kwargs)
+    """codec.decode, checked against the bulk decoder: the same answer, or the same error."""
+    try:
+        got = codec.decode(data, object_id=OID, **kwargs)
+    except CorruptObject as exc:
+        with pytest.raises(type(exc)) as info:
+            codec.decode_many([(OID, data)], **kwargs)
+        assert (info.value.object_id, info.value.reason) == (exc.object_id, exc.reason)
+        raise
+    assert codec.decode_many([(OID, data)], **kwargs) == [got]
+    return got
 
 
 DECODERS = [one_shot_decode, stream_decode]
@@ -107,6 +116,20 @@ def test_invalid_kinds_are_refused_on_encode(kind):
         codec.encode(kind, b"x")
     with pytest.raises(ValueError):
         codec.encode_stream(kind, 1, [b"x"], io.BytesIO())
+
+
+def test_encode_many_is_encode_of_each():
+    items = [("v", b""), ("call", b'{"a":1}'), ("v", bytearray(b"abc")), ("job", memoryview(b"x" * 5000)),
+             ("v", os.urandom(300)), ("call", b"\0" * 70)]
+    for level in (1, codec.DEFAULT_LEVEL, 19):
+        assert codec.encode_many(items, level=level) == [codec.encode(k, p, level=level) for k, p in items]
+    assert codec.encode_many([]) == []
+
+
+@pytest.mark.parametrize("kind", ["", "Blob", "a b", "x" * 33, None])
+def test_encode_many_refuses_invalid_kinds(kind):
+    with pytest.raises(ValueError):
+        codec.encode_many([("v", b"x"), (kind, b"y")])
 
 
 def test_encode_accepts_buffers():
@@ -269,6 +292,42 @@ def test_a_lying_content_size_is_caught_without_allocating_it():
     finally:
         tracemalloc.stop()
     assert peak < 10 * 1024 * 1024
+
+
+def test_decode_many_decodes_in_order_and_raises_the_first_defect():
+    ids = [f"{i:040x}" for i in range(6)]
+    items = [(ids[0], codec.encode("v", b"a")), (ids[1], codec.encode("call", b"{}")),
+             (ids[2], codec.encode("v", bytes(200_000))), (ids[3], raw_frame(b"v 1\0x", write_checksum=False))]
+    assert codec.decode_many(items[:3]) == [("v", b"a"), ("call", b"{}"), ("v", bytes(200_000))]
+    good, bad = codec.encode("v", b"b"), bytearray(codec.encode("v", b"b" * 100))
+    bad[-1] ^= 1
+    with pytest.raises(CorruptObject) as info:
+        codec.decode_many([(ids[4], good), (ids[5], bytes(bad)), *items])
+    assert info.value.object_id == ids[5] and "checksum" in info.value.reason
+    with pytest.raises(CorruptObject) as info:
+        codec.decode_many(items)
+    assert info.value.object_id == ids[3] and "no content checksum" in info.value.reason
+    with pytest.raises(CorruptObject) as info:
+        codec.decode_many(items[:2], expect_kind="v")
+    assert info.value.object_id == ids[1]
+
+
+def test_pack_read_entries_is_read_entry_of_each():
+    from objstore import pack
+
+    ids = [f"{i:040x}" for i in range(3)]
+    name, data, located = pack.build([(oid, "v", codec.encode("v", oid.encode())) for oid in ids])
+    entries = [(oid, data[loc.offset : loc.offset + loc.length]) for oid, _, loc in located]
+    assert pack.read_entries(entries) == [pack.read_entry(oid, entry) for oid, entry in entries]
+    assert pack.read_entries(entries, expect_kind="v") == [("v", oid.encode()) for oid in ids]
+    swapped = [entries[0], (ids[1], entries[2][1]), (ids[2], b"garbage")]
+    with pytest.raises(CorruptObject) as info:
+        pack.read_entries(swapped)
+    assert info.value.object_id == ids[1] and "belongs to" in info.value.reason
+    damaged = [(ids[0], entries[0][1][:-1]), entries[1], (ids[2], b"garbage")]
+    with pytest.raises(CorruptObject) as info:
+        pack.read_entries(damaged)  # the first defect, as one at a time
+    assert info.value.object_id == ids[0]
 
 
 def test_decode_accepts_buffers():

@@ -82,6 +82,18 @@ def test_get_many_keeps_order(ix):
     assert ix.get_many("objects", ["a", "x", "b"]) == ["1", MISSING, "2"]
 
 
+def test_get_all_many_is_get_all_of_each(ix):
+    ix.apply([("add", "tags", "b", "2"), ("add", "tags", "b", "1"), ("add", "tags", "c", "3"), ("put", "objects", "a", "1")])
+    keys = ["b", "x", "c", "b", "a"]
+    assert ix.get_all_many("tags", keys) == [ix.get_all("tags", k) for k in keys] == [["1", "2"], [], ["3"], ["1", "2"], []]
+    assert ix.get_all_many("objects", ["a", "b"]) == [["1"], []]
+    assert ix.get_all_many("tags", []) == []
+    with pytest.raises(ValueError):
+        ix.get_all_many("tags", ["b", ""])
+    with pytest.raises(KeyError):
+        ix.get_all_many("nosuchtable", ["b"])
+
+
 def test_apply_is_one_transaction_bad_entry_applies_nothing(ix):
     ix.apply([("put", "objects", "keep", "1")])
     with pytest.raises(KeyError):

@@ -20,7 +20,7 @@ import pytest
 
 from objstore import codec
 from objstore.errors import CorruptObject, InvalidId, ObjectNotFound, ObjstoreError, StorageError
-from objstore.fs import TEMP_PREFIX, is_local, open_url
+from objstore.fs import TEMP_PREFIX, LocalFS, is_local, open_url
 from objstore.store import MISSING, ObjectStore, open_blobs, open_store
 
 
@@ -398,7 +398,8 @@ def test_truncated_stream_is_corrupt_at_the_end(store):
 def test_open_url_roots(target, tmp_path):
     fs, root = open_url(target.url, target.storage_options)
     assert root == target.root and not root.endswith("/")
-    assert type(fs).__name__ == type(target.fs()).__name__
+    made = fs.real if isinstance(fs, LocalFS) else fs  # a local one makes fsspec's on first use
+    assert type(made).__name__ == type(target.fs()).__name__
     store = open_store(fs, root)
     store.put(oid(1), "value", b"1")
     assert open_store(target.fs(), target.root).get(oid(1)) == ("value", b"1")
@@ -412,6 +413,21 @@ def test_open_url_local_forms(tmp_path):
         open_url("ftp://host/x")
     with pytest.raises(ValueError):
         open_url("s3://")
+
+
+def test_local_fs_is_fsspecs_made_on_first_use(tmp_path):
+    import refs
+    from refs.local import LocalRefStore
+
+    fs, root = open_url(f"file://{tmp_path}")
+    (tmp_path / "f").write_bytes(b"x")
+    assert fs._strip_protocol(f"file://{tmp_path}/f/") == f"{tmp_path}/f"
+    assert fs._strip_protocol(f"{tmp_path}/f/") == f"{tmp_path}/f"
+    assert fs.cat_file(f"{root}/f") == b"x"  # fsspec's own method, through the stand-in
+    assert fs.ls(root, detail=False) == [f"{tmp_path}/f"]
+    assert isinstance(refs.open_refs(fs, f"{root}/refs"), LocalRefStore)
+    with pytest.raises(AttributeError):
+        _ = fs.no_such_method
 
 
 def test_blob_create_and_replace(target):

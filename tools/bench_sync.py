@@ -87,13 +87,19 @@ class Bench:
         self.env["HOME"] = str(work / "home")
         (work / "home").mkdir(parents=True, exist_ok=True)
         self.rows: list[tuple[str, str, str]] = []
+        self.cpu: dict[str, float] = {}  # CPU-second medians of the cases measured last, by name
+        self.last_cpu = 0.0
 
     # -- running ------------------------------------------------------------------------------
 
     def sh(self, *args: str, cwd: Path | None = None, env: dict | None = None, check: bool = True) -> tuple[float, str]:
+        before = os.times()
         start = time.perf_counter()
         proc = subprocess.run(list(args), cwd=cwd or self.work, env=env or self.env, capture_output=True, text=True)
         took = time.perf_counter() - start
+        after = os.times()
+        # CPU seconds of this command: on a loaded machine its wall time also counts waiting.
+        self.last_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
         if check and proc.returncode:
             raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return took, proc.stdout
@@ -106,14 +112,22 @@ class Bench:
     def medians(self, cases: dict[str, callable]) -> dict[str, float]:
         """Run each case ``repeat`` times, interleaved (a, b, c, a, b, c, ...); median seconds."""
         times: dict[str, list[float]] = {name: [] for name in cases}
+        cpus: dict[str, list[float]] = {name: [] for name in cases}
         for case in cases.values():  # warm the page cache and bytecode once, untimed
             case()
         for _ in range(self.repeat):
             for name, case in cases.items():
                 times[name].append(case())
+                cpus[name].append(self.last_cpu)  # the case's timed command is its last
         for name, ts in times.items():
-            print(f"  {name:<34} median {statistics.median(ts):.3f}s  ({', '.join(f'{t:.2f}' for t in ts)})", flush=True)
+            self.cpu[name] = statistics.median(cpus[name])
+            print(f"  {name:<34} median {statistics.median(ts):.3f}s  ({', '.join(f'{t:.2f}' for t in ts)}); "
+                  f"CPU median {self.cpu[name]:.3f}s", flush=True)
         return {name: statistics.median(ts) for name, ts in times.items()}
+
+    def cpu_ratio(self, base: str, name: str) -> str:
+        """The CPU-time ratio of two cases just measured (less sensitive to load than wall)."""
+        return f"CPU {self.cpu[base]:.2f} s / {self.cpu[name]:.2f} s: {self.cpu[base] / self.cpu[name]:.1f}x"
 
     def row(self, what: str, measured: str, beside: str) -> None:
         self.rows.append((what, measured, beside))
@@ -144,6 +158,9 @@ class Bench:
             self.sh(OBJSTORE, "--repo", str(self.migrated), "export", "-o", str(self.full_stream))
         records = sum(1 for _ in open(self.redun_stream))
         print(f"data: {records} redun records; objstore stream {sum(1 for _ in open(self.full_stream))} lines", flush=True)
+        self.empty_repo = w / "empty-objstore"
+        if not (self.empty_repo / "objstore.json").exists():
+            self.sh(OBJSTORE, "init", str(self.empty_repo))
         self.empty_db = w / "empty-redun" / "redun.db"
         if not self.empty_db.exists():
             self.empty_db.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +193,11 @@ class Bench:
         m = self.medians({
             "redun (redun.cli + redun.backends.db)": lambda: self.sh(sys.executable, "-c", "import redun.cli, redun.backends.db")[0],
             "objstore (cli + repo + sync)": lambda: self.sh(sys.executable, "-c", "import objstore.cli, objstore.repo, objstore.sync.export, objstore.sync.imports")[0],
+            "objstore export of an empty repo": lambda: self.sh(OBJSTORE, "--repo", str(self.empty_repo), "export", "--redun", "-o", os.devnull)[0],
         })
-        self.row("start-up floor", f"objstore {m['objstore (cli + repo + sync)']:.3f} s", f"redun {m['redun (redun.cli + redun.backends.db)']:.3f} s")
+        self.row("start-up floor", f"objstore {m['objstore (cli + repo + sync)']:.3f} s; a whole `export` of an empty "
+                 f"repository {m['objstore export of an empty repo']:.3f} s (CPU {self.cpu['objstore export of an empty repo']:.3f} s)",
+                 f"redun {m['redun (redun.cli + redun.backends.db)']:.3f} s")
 
     def export_import_migrate(self) -> None:
         self.floors()
@@ -190,8 +210,8 @@ class Bench:
             "objstore export": lambda: self.sh(OBJSTORE, "--repo", str(self.migrated), "export", "-o", str(out))[0],
         })
         self.redun_export = m["redun export"]
-        self.row("export --redun", f"{m['objstore export --redun']:.3f} s", f"redun export {m['redun export']:.3f} s: {m['redun export'] / m['objstore export --redun']:.1f}x (target >= 10x)")
-        self.row("export (objstore stream)", f"{m['objstore export']:.3f} s", f"{m['redun export'] / m['objstore export']:.1f}x redun export")
+        self.row("export --redun", f"{m['objstore export --redun']:.3f} s", f"redun export {m['redun export']:.3f} s: {m['redun export'] / m['objstore export --redun']:.1f}x (target >= 10x); {self.cpu_ratio('redun export', 'objstore export --redun')}")
+        self.row("export (objstore stream)", f"{m['objstore export']:.3f} s", f"{m['redun export'] / m['objstore export']:.1f}x redun export; {self.cpu_ratio('redun export', 'objstore export')}")
 
         print("\nimport (whole processes, each into a new, empty database/repository):", flush=True)
 
@@ -214,8 +234,8 @@ class Bench:
             "objstore import (objstore stream)": objstore_import(self.full_stream),
             "objstore import (redun stream)": objstore_import(self.redun_stream),
         })
-        self.row("import (objstore stream)", f"{m['objstore import (objstore stream)']:.3f} s", f"redun import {m['redun import']:.3f} s: {m['redun import'] / m['objstore import (objstore stream)']:.1f}x (target >= 10x)")
-        self.row("import (redun stream)", f"{m['objstore import (redun stream)']:.3f} s", f"{m['redun import'] / m['objstore import (redun stream)']:.1f}x redun import")
+        self.row("import (objstore stream)", f"{m['objstore import (objstore stream)']:.3f} s", f"redun import {m['redun import']:.3f} s: {m['redun import'] / m['objstore import (objstore stream)']:.1f}x (target >= 10x); {self.cpu_ratio('redun import', 'objstore import (objstore stream)')}")
+        self.row("import (redun stream)", f"{m['objstore import (redun stream)']:.3f} s", f"{m['redun import'] / m['objstore import (redun stream)']:.1f}x redun import; {self.cpu_ratio('redun import', 'objstore import (redun stream)')}")
 
         print("\nmigrate-redun vs redun export:", flush=True)
 

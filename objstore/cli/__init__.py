@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import importlib
 import os
-import pkgutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ FIRST = ("repository", "log", "tag", "graph", "repl", "objects", "maint", "db")
 
 def command_modules() -> list[str]:
     """Every command module of this package (modules starting with ``_`` are not)."""
+    import pkgutil
+
     names = sorted(
         m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
     )
@@ -302,7 +303,40 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The command each module registers, so a command line naming one imports and builds only that
+# module's parsers (the other eleven cost ~15 ms a command). tests/test_cli.py checks this
+# against what each module's register() really adds; a command missing here still works, through
+# the whole parser.
+COMMANDS = {
+    "init": "repository", "reindex": "repository", "upgrade": "repository", "log": "log", "tag": "tag",
+    "graph": "graph", "repl": "repl", "cat-object": "objects", "fsck": "maint", "gc": "maint",
+    "repack": "maint", "unpack": "maint", "config": "db", "db": "db", "completion": "completion",
+    "export": "interchange", "import": "interchange", "migrate-redun": "interchange", "repo": "remote",
+    "pull": "sync", "push": "sync", "sync": "sync",
+}  # fmt: skip
+_GLOBAL_VALUED = ("--repo", "--index-dir")  # the top-level options that take a value
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command word of a command line after --repo/--index-dir (or an abbreviation argparse
+    would take for one); None if there is none, or another option comes first (-h, --version)."""
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg
+        name, eq, _ = arg.partition("=")
+        if len(name) < 3 or not any(option.startswith(name) for option in _GLOBAL_VALUED):
+            return None
+        if not eq:
+            next(args, None)  # its value
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, with only its command's module registered when it
+    names a known command (help, completion and anything else get every command)."""
+    command = command_of(argv) if argv is not None else None
+    only = COMMANDS.get(command) if command and command != "completion" else None
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="A content-addressed provenance and cache store for workflow schedulers.",
@@ -313,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index-dir", metavar="DIR", help="local index directory (default: "
                         "$OBJSTORE_INDEX_DIR, else under ~/.cache/objstore)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in command_modules():
+    for name in [f"{__name__}.{only}"] if only else command_modules():
         module = importlib.import_module(name)
         register = getattr(module, "register", None)
         if callable(register):
@@ -375,7 +409,7 @@ def main(
 ) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage
@@ -410,6 +444,7 @@ def main(
 
 
 __all__ = [
-    "main", "Context", "Location", "UsageError", "bad_url_is_usage", "no_gc", "build_parser", "command_modules", "discover_repo",
+    "main", "Context", "Location", "UsageError", "bad_url_is_usage", "no_gc", "build_parser", "command_modules", "command_of",
+    "COMMANDS", "discover_repo",
     "discover", "redun_settings", "version_text",
 ]

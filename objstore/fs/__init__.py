@@ -15,16 +15,15 @@ import contextlib
 import itertools
 import os
 import secrets
+import sys
 from collections.abc import Iterator
-from typing import Any
-
-import fsspec
-from fsspec import AbstractFileSystem
-from fsspec.implementations.local import LocalFileSystem
-from fsspec.implementations.memory import MemoryFileSystem
+from typing import TYPE_CHECKING, Any
 
 from objstore.errors import ObjstoreError, StorageError
 from objstore.layout import TEMP_PREFIX
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 # Libraries whose exceptions are transport failures even when they are not OSErrors.
 _FOREIGN_ERROR_MODULES = ("botocore", "aiobotocore", "aiohttp", "azure", "google", "requests", "urllib3")
@@ -58,9 +57,10 @@ def open_url(url: str, storage_options: dict[str, Any] | None = None) -> tuple[A
         raise ValueError(f"unsupported url scheme {scheme!r} in {url!r}")
     if kind == "file":
         path = url[len(scheme) + 3 :] if sep else url
-        fs: AbstractFileSystem = LocalFileSystem(**options)
         root = os.path.abspath(os.path.expanduser(path))
-        return fs, root.rstrip("/") or "/"
+        return LocalFS(**options), root.rstrip("/") or "/"
+    import fsspec
+
     try:
         if kind == "gcs":
             # The plain class, not fsspec's registry entry: gcsfs>=2026 swaps in an "extended"
@@ -111,21 +111,68 @@ def missing_container(fs: AbstractFileSystem, root: str) -> str | None:
         return None
 
 
+class LocalFS:
+    """fsspec's LocalFileSystem, made only when something asks for more than paths.
+
+    A local repository's reads and writes go through os (fs/local.py, store/local.py), so most
+    commands never touch the filesystem object; importing fsspec (asyncio, importlib.metadata
+    and more come with it) would be a third of such a command's start-up. Anything not defined
+    here is fsspec's own, on first use. ``local_paths`` tells the refs package (which imports
+    nothing from objstore) that paths here are this machine's.
+    """
+
+    protocol = ("file", "local")
+    local_paths = True
+
+    def __init__(self, **options: Any):
+        self._options = options
+        self._real: Any = None
+
+    @property
+    def real(self) -> Any:
+        """The fsspec LocalFileSystem itself (imported and made on the first call)."""
+        if self._real is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._real = LocalFileSystem(**self._options)
+        return self._real
+
+    def _strip_protocol(self, path: str) -> str:
+        if path.startswith("/") and "://" not in path:  # an absolute posix path: what open_url makes
+            return path.rstrip("/") or "/"
+        return self.real._strip_protocol(path)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_options", "_real"):  # copy/pickle probes, a half-made object
+            raise AttributeError(name)
+        return getattr(self.real, name)
+
+    def __repr__(self) -> str:
+        return f"LocalFS({self._options!r})" if self._options else "LocalFS()"
+
+
+def _is(fs: Any, module: str, cls: str) -> bool:
+    # A filesystem of a library that was never imported cannot be an instance of its class:
+    # asking must not import fsspec (or s3fs, gcsfs, adlfs).
+    mod = sys.modules.get(module)
+    return mod is not None and isinstance(fs, getattr(mod, cls))
+
+
 def backend_of(fs: AbstractFileSystem) -> str:
     """The library a filesystem comes from: "local", "memory", "s3fs", "gcsfs", "adlfs", …"""
-    if isinstance(fs, LocalFileSystem):
+    if is_local(fs):
         return "local"
-    if isinstance(fs, MemoryFileSystem):
+    if is_memory(fs):
         return "memory"
     return type(fs).__module__.split(".", 1)[0]
 
 
 def is_local(fs: Any) -> bool:
-    return isinstance(fs, LocalFileSystem)
+    return isinstance(fs, LocalFS) or _is(fs, "fsspec.implementations.local", "LocalFileSystem")
 
 
 def is_memory(fs: Any) -> bool:
-    return isinstance(fs, MemoryFileSystem)
+    return _is(fs, "fsspec.implementations.memory", "MemoryFileSystem")
 
 
 def has_atomic_create(fs: AbstractFileSystem) -> bool:
@@ -208,6 +255,6 @@ def temp_writer_alive(name: str) -> bool:
 
 
 __all__ = [
-    "open_url", "missing_container", "backend_of", "is_local", "is_memory", "has_atomic_create", "storage_error",
+    "LocalFS", "open_url", "missing_container", "backend_of", "is_local", "is_memory", "has_atomic_create", "storage_error",
     "translate", "temp_name", "temp_writer_alive", "TEMP_PREFIX",
 ]

@@ -188,6 +188,27 @@ class Index:
                 txn.abort()
         return [v.decode("utf-8") for v in vals]
 
+    def get_all_many(self, table: str, keys: Iterable[str]) -> list[list[str]]:
+        """get_all() for many keys in one read txn and one cursor; input order kept."""
+        db = self._db(table)
+        ks = [encode_key(k) for k in keys]
+        multi = self.tables.get(table)
+        raw: list[list[bytes]] = []
+        with self._lock:
+            txn = self._begin_read()
+            try:
+                cur = txn.cursor(db=db)
+                for k in ks:
+                    if not cur.set_key(k):
+                        raw.append([])
+                    elif multi:
+                        raw.append(list(cur.iternext_dup(keys=False, values=True)))
+                    else:
+                        raw.append([cur.value()])
+            finally:
+                txn.abort()
+        return [[v.decode("utf-8") for v in vals] for vals in raw]
+
     def has(self, table: str, key: str) -> bool:
         return self.get(table, key) is not MISSING
 

@@ -76,15 +76,18 @@ class Cached:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def docs(self, ids: list[str], kind: str, *, listed: bool = False) -> dict[str, Any]:
+    def docs(
+        self, ids: list[str], kind: str, *, listed: bool = False, packed: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Decoded metadata of many objects of one kind, read in bulk (neighbours in a pack
         come from one ranged read) and kept for this query. The codec has checked each object's
         checksum; ids are not recomputed here (a display does not need it). An object the index
-        lists but that cannot be read is noted damaged and left out."""
+        lists but that cannot be read is noted damaged and left out. ``packed``: the index's pack
+        locations of these ids, when the caller has just read them."""
         want = [i for i in dict.fromkeys(ids) if i not in self._docs and (is_hash(i) or is_uuid(i))]
         for start in range(0, len(want), BATCH):
             batch = want[start : start + BATCH]
-            got = self._read_many(batch, kind, listed=listed)
+            got = self._read_many(batch, kind, listed=listed, packed=packed)
             for object_id, item in zip(batch, got):
                 if isinstance(item, Missing):
                     if listed or self.core.kind_of(object_id) == kind:
@@ -112,7 +115,9 @@ class Cached:
                 self._headers[key] = head
         return head
 
-    def _read_many(self, ids: list[str], kind: str, *, listed: bool = True) -> list[Any]:
+    def _read_many(
+        self, ids: list[str], kind: str, *, listed: bool = True, packed: dict[str, str] | None = None
+    ) -> list[Any]:
         """(kind, payload) | MISSING per id. Packed objects are cut from ranged reads of their
         packs (neighbours in one read) without the per-object routing of Repository.get_many;
         anything else, or anything that does not check out, goes through the repository (which
@@ -120,7 +125,8 @@ class Cached:
         repo = self.prov.repo
         out: list[Any] = [None] * len(ids)
         located: list[tuple[int, pack.Location]] = []
-        for i, where in enumerate(repo.lookup_many("packed", ids)):
+        places = [packed.get(i) for i in ids] if packed is not None else repo.lookup_many("packed", ids)
+        for i, where in enumerate(places):
             if isinstance(where, str):
                 name, _, span = where.partition(":")
                 at, _, size = span.partition(":")
@@ -132,13 +138,22 @@ class Cached:
             for (_, first, _, members), data in zip(plans, datas):
                 if isinstance(data, Missing):
                     continue
+                entries = []
                 for m in members:
                     i, loc = located[m]
-                    try:
-                        out[i] = pack.read_entry(ids[i], data[loc.offset - first : loc.offset - first + loc.length],
-                                                 expect_kind=kind)  # fmt: skip
-                    except CorruptObject:
-                        pass  # the repository's read below names it
+                    entries.append((i, ids[i], data[loc.offset - first : loc.offset - first + loc.length]))
+                decoded: list[Any]
+                try:
+                    decoded = pack.read_entries([(oid, entry) for _, oid, entry in entries], expect_kind=kind)
+                except CorruptObject:  # one at a time, to keep the good ones
+                    decoded = []
+                    for _, oid, entry in entries:
+                        try:
+                            decoded.append(pack.read_entry(oid, entry, expect_kind=kind))
+                        except CorruptObject:
+                            decoded.append(None)  # the repository's read below names it
+                for (i, _, _), item in zip(entries, decoded):
+                    out[i] = item
         rest = [i for i, item in enumerate(out) if item is None]
         if rest and not listed:  # ``listed``: the caller knows they exist (named by other records)
             kinds = repo.lookup_many("objects", [ids[i] for i in rest])
@@ -176,8 +191,8 @@ class Cached:
         for doc in docs.values():  # the arguments are shown; a result is known by its type (index)
             values.extend(arg["value_hash"] for _, arg in doc.get("args", []))
         values = [v for v in dict.fromkeys(values) if v not in self._raw and v not in self._values]
-        packed = self.prov.repo.lookup_many("packed", values)
-        self.docs([v for v, where in zip(values, packed) if not isinstance(where, Missing)], model.VALUE, listed=True)
+        packed = {v: where for v, where in zip(values, self.prov.repo.lookup_many("packed", values)) if isinstance(where, str)}
+        self.docs(list(packed), model.VALUE, listed=True, packed=packed)
         self.prefetch_tags([*job_ids, *calls, *values])
         results = [doc["value_hash"] for doc in docs.values() if doc["value_hash"] not in self._types]
         self._types.update(zip(results, self.prov.repo.lookup_many("value_type", results)))

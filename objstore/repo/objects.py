@@ -140,6 +140,9 @@ class ObjectReader:
                 else:
                     out[i] = item
             loose.sort()
+        # Found through the index's packed table: listed already. The rest may be copies merged
+        # in without their journal, which _remember_kinds lists (an index read per id otherwise).
+        by_path = list(loose)
         if loose and self.value_stores is not None:
             loose = self._read_value_stores(ids, loose, out, expect_kind)
         if loose:
@@ -155,7 +158,8 @@ class ObjectReader:
                 if not isinstance(item, Missing):
                     self._check_recorded_kind(ids[i], item[0])
                 out[i] = item
-        self._remember_kinds(ids, todo, out)
+        if by_path:
+            self._remember_kinds(ids, by_path, out)
 
     def _read_cached_packs(
         self,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -103,6 +102,8 @@ class PackCache:
         just written) when it fits the bound, evicting the least recently used; whether kept."""
         if len(data) > self.max_bytes or not is_pack_name(name):
             return False
+        import tempfile  # here, not at the top: it imports shutil and random, for remote repositories only
+
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")

@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
-from fsspec import AbstractFileSystem
+from typing import TYPE_CHECKING
 
 from objstore import codec
 from objstore.fs import backend_of, is_local
 from objstore.missing import MISSING
 from objstore.store.base import BlobStore, Producer
 from objstore.store.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 # Object stores whose async clients objstore drives concurrently (and knows how to create on).
 ASYNC_BACKENDS = ("s3fs", "gcsfs", "adlfs")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
-from typing import BinaryIO
-
-from fsspec import AbstractFileSystem
+from typing import TYPE_CHECKING, BinaryIO
 
 from objstore.fs import translate
 from objstore.layout import is_temp
 from objstore.missing import Missing
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 # A function writing a file's content to a binary stream, for files too big to hold in memory.
 Producer = Callable[[BinaryIO], None]

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from objstore import codec, layout, pack
 from objstore.errors import CorruptObject, ObjectNotFound
-from objstore.ids import ObjectId, fanout_path
+from objstore.ids import ObjectId, validate_id
 from objstore.missing import MISSING, Missing
 from objstore.store.base import BlobStore
 
@@ -229,11 +229,13 @@ class ObjectStore:
         out: list[tuple[str, str, pack.Location]] = []
         batch: list[tuple[str, str, bytes]] = []
         size = 0
-        for object_id, kind, payload in items:
+        items = list(items)
+        for object_id, _, payload in items:
             if len(payload) > pack.MAX_OBJECT_BYTES:
                 raise ValueError(f"{object_id}: {len(payload)} bytes is too big for a pack")
-            fanout_path(object_id)  # validates the id
-            encoded = self._encode(kind, payload)
+            validate_id(object_id)
+        encodings = codec.encode_many([(kind, payload) for _, kind, payload in items], level=self.level)
+        for (object_id, kind, _), encoded in zip(items, encodings):
             if batch and size + len(encoded) > pack.MAX_PACK_BYTES:
                 out.extend(self._write_pack(batch))
                 batch, size = [], 0
@@ -270,12 +272,16 @@ class ObjectStore:
         for (_, start, _, members), data in zip(plans, got):
             if isinstance(data, Missing):
                 continue
+            entries: list[tuple[str, bytes]] = []
             for i in members:
                 object_id, loc = located[i]
                 entry = data[loc.offset - start : loc.offset - start + loc.length]
                 if len(entry) != loc.length:
+                    pack.read_entries(entries, expect_kind=expect_kind)  # an earlier entry's defect first
                     raise CorruptObject(object_id, f"pack {loc.pack} ends before the object's entry does")
-                out[i] = pack.read_entry(object_id, entry, expect_kind=expect_kind)
+                entries.append((object_id, entry))
+            for i, item in zip(members, pack.read_entries(entries, expect_kind=expect_kind)):
+                out[i] = item
         return out
 
     def pack_names(self) -> list[str]:

@@ -7,6 +7,7 @@ exporting thousands of records costs a few ranged reads of packs rather than one
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,7 @@ log = logging.getLogger("objstore.sync")
 
 EXPORT_KINDS = set(model.EXPORT_KINDS)
 _SEGMENTS = 64  # journal segments read at a time
+_BATCH = 2048  # records of redun's stream whose index lookups are made together
 
 
 @dataclass
@@ -94,10 +96,21 @@ class Walk:
                     whole.setdefault(key, []).append(value)
                 self._tables[table] = whole
         self._index_all = index.get_all
+        self._index_all_many = index.get_all_many
+        self._layer: dict[str, list[str]] = {}  # job_children of the layer being walked
 
     def _all(self, table: str, key: str) -> list[str]:
+        if table == "job_children":
+            found = self._layer.get(key)
+            if found is not None:
+                return found
         whole = self._tables.get(table)
         return self._index_all(table, key) if whole is None else whole.get(key, [])
+
+    def _children_of_layer(self, layer: list[tuple[str, str]]) -> None:
+        """Every job's children in this layer in one index read, not one read per job."""
+        jobs = [oid for edge_kind, oid in layer if edge_kind == model.JOB and is_uuid(oid)]
+        self._layer = dict(zip(jobs, self._index_all_many("job_children", jobs))) if jobs else {}
 
     def kind_of(self, record_id: str) -> str | None:
         if not (is_hash(record_id) or is_uuid(record_id)):
@@ -171,6 +184,7 @@ class Walk:
             if not fresh:
                 break
             reached = self._read(fresh)
+            self._children_of_layer(fresh)
             layer = []
             for (edge_kind, _), item in zip(fresh, reached):
                 layer.extend(self._edges(edge_kind, item))
@@ -180,8 +194,25 @@ class Walk:
 # -- redun's stream -----------------------------------------------------------------------------
 
 
-def redun_record(repo: Repository, item: Reached) -> dict[str, Any] | None:
-    """The redun export record of a reached record (None: not one redun's export knows)."""
+def result_types(repo: Repository, items: list[Reached]) -> dict[str, str | None]:
+    """The redun type of each ended job's result (by job id), in two index reads for all."""
+    calls = {item.id: item.doc["call_hash"] for item in items
+             if item.kind == model.JOB and item.payload is not None and item.doc and item.doc.get("call_hash")}  # fmt: skip
+    results = dict(zip(calls.values(), repo.index.get_many("call_result", list(calls.values()))))
+    hashes = sorted({v for v in results.values() if isinstance(v, str)})
+    types = dict(zip(hashes, repo.index.get_many("value_type", hashes)))
+    out: dict[str, str | None] = {}
+    for job_id, call_hash in calls.items():
+        found = types.get(results[call_hash]) if isinstance(results[call_hash], str) else None
+        out[job_id] = found if isinstance(found, str) else None
+    return out
+
+
+def redun_record(
+    repo: Repository, item: Reached, types: dict[str, str | None] | None = None
+) -> dict[str, Any] | None:
+    """The redun export record of a reached record (None: not one redun's export knows);
+    ``types``: result_types of a batch holding it, when the caller read them in bulk."""
     if item.kind not in EXPORT_KINDS:
         return None
     if item.kind != model.JOB:
@@ -195,7 +226,9 @@ def redun_record(repo: Repository, item: Reached) -> dict[str, Any] | None:
     if job is None:
         return None
     result_type = None
-    if job.get("call_hash"):
+    if types is not None and item.id in types:
+        result_type = types[item.id]
+    elif job.get("call_hash"):
         value_hash = repo.index.get("call_result", job["call_hash"])
         if isinstance(value_hash, str):
             found = repo.index.get("value_type", value_hash)
@@ -217,12 +250,15 @@ def export_redun(repo: Repository, roots: list[str] | None, out: TextIO) -> int:
     """redun's stream of the roots (default: every execution, newest first); records written."""
     count = 0
     write, dumps = out.write, json.dumps
-    for item in Walk(repo).records(roots if roots is not None else newest_executions(repo)):
-        record = redun_record(repo, item)
-        if record is not None:
-            write(dumps(record))
-            write("\n")
-            count += 1
+    walked = Walk(repo).records(roots if roots is not None else newest_executions(repo))
+    while batch := list(itertools.islice(walked, _BATCH)):
+        types = result_types(repo, batch)
+        for item in batch:
+            record = redun_record(repo, item, types)
+            if record is not None:
+                write(dumps(record))
+                write("\n")
+                count += 1
     return count
 
 
@@ -400,4 +436,4 @@ def export_full(repo: Repository, roots: list[str] | None, out: TextIO) -> int:
     return ex.count
 
 
-__all__ = ["Walk", "Reached", "export_redun", "export_full", "newest_executions", "redun_record"]
+__all__ = ["Walk", "Reached", "export_redun", "export_full", "newest_executions", "redun_record", "result_types"]
