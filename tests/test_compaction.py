@@ -144,6 +144,38 @@ def test_a_reader_mid_refresh_during_a_compaction_ends_complete(target, tmp_path
 
 
 @pytest.mark.parametrize("target", ["local"], indirect=True)
+def test_a_refresh_killed_between_two_ingest_batches_is_completed_by_the_next(target, tmp_path, monkeypatch):
+    from objstore.repo import journal as jmod
+
+    with Repository.init(target.url, index_dir=tmp_path / "w") as writer:
+        populate(writer, flushes=8)
+        expected = snapshot(writer)
+        written = writer.applied_segments()
+    # Batches of a few entries: the refresh commits several, and dies after the second.
+    monkeypatch.setattr(jmod.IngestBatch.__init__, "__defaults__", (3,))
+    commits = {"n": 0}
+    real = jmod.IngestBatch.commit
+
+    def commit_then_die(self):
+        if self.segments and commits["n"] == 2:
+            raise KeyboardInterrupt("killed mid-refresh")
+        commits["n"] += bool(self.segments)
+        real(self)
+
+    monkeypatch.setattr(jmod.IngestBatch, "commit", commit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Repository.open(target.url, index_dir=tmp_path / "r")
+    monkeypatch.setattr(jmod.IngestBatch, "commit", real)
+    with Repository.open(target.url, index_dir=tmp_path / "r") as reader:
+        half = reader.index.segments()
+        assert half and half < written  # what was committed stayed; the marker did not move past the rest
+        assert not isinstance(reader.index.meta_get(jmod.MARKER_META), str)
+        reader.refresh()
+        assert reader.index.segments() == written
+        assert snapshot(reader) == expected
+
+
+@pytest.mark.parametrize("target", ["local"], indirect=True)
 def test_late_segments_still_count(target, tmp_path):
     root = target.root
     with Repository.init(target.url, index_dir=tmp_path / "w") as repo:

@@ -156,6 +156,32 @@ def valid_entries(index: Index, entries: Iterable[Any], where: str) -> list[Inde
     return good
 
 
+class IngestBatch:
+    """Segments read back, applied together in one write transaction (Index.ingest): a refresh
+    of many segments (a fresh client, one long offline) pays one sorted bulk write per batch
+    instead of a transaction of random inserts per segment. A batch is committed whole or not
+    at all, with the marks of its segments, so a crash leaves nothing half applied; its size is
+    bounded (``max_entries``) to bound the memory a refresh holds."""
+
+    def __init__(self, index: Index, max_entries: int = 1_000_000):
+        self.index = index
+        self.max_entries = max_entries
+        self.segments: list[tuple[str, list[IndexEntry]]] = []
+        self.size = 0
+
+    def add(self, segment: Segment) -> bool:
+        """Queue a (checked) segment; whether the batch is full."""
+        entries = index_entries(self.index, segment.listing, segment.entries)
+        self.segments.append((segment.name, entries))
+        self.size += len(entries)
+        return self.size >= self.max_entries
+
+    def commit(self) -> None:
+        if self.segments:
+            self.index.ingest(self.segments)
+        self.segments, self.size = [], 0
+
+
 class Journal:
     def __init__(
         self, blobs: BlobStore, index: Index, writer_id: str, lock: threading.Lock, *,
@@ -310,11 +336,17 @@ class Journal:
 
         def drain() -> None:
             nonlocal applied, complete
+            batch = IngestBatch(self.index)
             for name, data in zip(pending, self.blobs.read_many(layout.segment_key(n) for n in pending)):
                 if isinstance(data, Missing):
                     complete = False  # retired since the listing: list again for what covers it
-                elif self._ingest(name, data):
+                    continue
+                segment = self._parse(name, data)
+                if segment is not None:
                     applied += 1
+                    if batch.add(segment):
+                        batch.commit()
+            batch.commit()
             pending.clear()
             if progress:
                 progress("journal", done + applied)
@@ -376,26 +408,26 @@ class Journal:
                     self._stale.extend(pair for pair in pairs if pair[1] in stale)
         return True
 
-    def _ingest(self, name: str, data: bytes) -> bool:
+    def _parse(self, name: str, data: bytes) -> Segment | None:
+        """A segment read back, its entries checked (bad ones skipped); None if unreadable."""
         try:
             segment = parse(name, data)
         except CorruptObject as exc:
             # Left unmarked, so a repaired segment is picked up by a later refresh.
             log.warning("skipping unreadable journal segment: %s", exc)
-            return False
+            return None
         entries = segment.entries
         # Another writer's segments are ingested during a run (a catch-up after a miss blocks
         # the scheduler meanwhile): a few C-level passes check a well-formed segment, and only
         # one that is not gets the entry-by-entry check that skips what is bad.
         if all_well_formed(entries, self.index.tables):
-            good: list[IndexEntry] = [tuple(e) for e in entries]
+            good: list[Any] = entries  # [op, table, key, value] lists: Index.ingest reads them as they are
         else:
             good = valid_entries(self.index, entries, f"journal/{name}")
-        self.index.apply(index_entries(self.index, segment.listing, good), segment=name, prechecked=True)
         stale = model.rederived_kinds(segment.derivation)
         if stale:
             self._stale.extend(item for item in segment.listing if item[1] in stale)
-        return True
+        return Segment(name, segment.listing, good, segment.derivation)
 
     def read_listings(self, names: Iterable[str]) -> Iterator[tuple[str, Listing]]:
         """(name, what it lists) of the named journal files, in the order given, without parsing
