@@ -13,7 +13,7 @@ from typing import Any
 
 import lmdb
 
-from objstore.index.entries import Checked, apply_bulk, apply_checked, check_entry, encode_key, plan_bulk
+from objstore.index.entries import Checked, apply_bulk, apply_checked, check_entry, encode_key, plan_bulk, rows_size
 from objstore.index.env import SEGMENTS
 from objstore.index.reads import Tables
 from objstore.model.schema import IndexEntry
@@ -89,7 +89,7 @@ class Writes:
             plan.append((core._db(table), bool(core.tables[table]), op, rows))
         marked = [(encode_key(n, "segment name"), v.encode("utf-8")) for n, v in (marks or {}).items()]
         seg_db = core._dbs[SEGMENTS]
-        core._reserve(sum(len(k) + len(v) + 16 for _, _, _, rows in plan for k, v in rows))
+        core._reserve(sum(rows_size(rows) for _, _, _, rows in plan))
 
         def body(txn: Any) -> None:
             apply_checked(txn, checked)
