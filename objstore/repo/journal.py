@@ -22,6 +22,10 @@ checkpoint's header, skips what it covers, and loads the checkpoint instead (or 
 it covers as seen, when this index has ingested all of it already). When a file it listed is
 gone by the time it reads it (compaction retired it), it lists again, so it never ends with a
 gap.
+
+Segments are ingested in batches (IngestBatch): many at once in one write transaction, sorted
+per table (Index.ingest), so a fresh client's first refresh of an uncompacted journal grows
+with its records, not faster; each batch commits its segments' marks with their entries.
 """
 
 from __future__ import annotations
@@ -157,20 +161,18 @@ def valid_entries(index: Index, entries: Iterable[Any], where: str) -> list[Inde
 
 
 class IngestBatch:
-    """Segments read back, applied together in one write transaction (Index.ingest): a refresh
-    of many segments (a fresh client, one long offline) pays one sorted bulk write per batch
-    instead of a transaction of random inserts per segment. A batch is committed whole or not
-    at all, with the marks of its segments, so a crash leaves nothing half applied.
+    """Segments applied together in one write txn (Index.ingest), whole or not at all with
+    their marks: a refresh of many (a fresh client, one long offline) pays a sorted bulk write
+    per batch, not a txn of random inserts per segment. ``max_entries`` bounds the memory held
+    (about 1 GB) and how often it commits: each commit rewrites most pages of the tables it
+    touches (at 10^6 records, 1M entries per batch cost 30 us/record of CPU, 2.5M cost 26)."""
 
-    ``max_entries`` bounds the memory a refresh holds (about 1 GB at the default) and sets how
-    often it commits: each commit of a sorted batch rewrites most pages of the tables it
-    touches, so small batches into a large index cost more per record (at 10^6 records, 1M
-    entries per batch cost 30 us/record, 2.5M cost 26)."""
-
-    def __init__(self, index: Index, max_entries: int = 2_500_000):
+    def __init__(self, index: Index, stale: Listing, max_entries: int = 2_500_000):
         self.index = index
+        self.stale = stale  # where a commit adds what its segments list of an older derivation
         self.max_entries = max_entries
         self.segments: list[tuple[str, list[IndexEntry]]] = []
+        self.stale_pending: Listing = []
         self.size = 0
 
     def add(self, segment: Segment) -> bool:
@@ -178,12 +180,16 @@ class IngestBatch:
         entries = index_entries(self.index, segment.listing, segment.entries)
         self.segments.append((segment.name, entries))
         self.size += len(entries)
+        stale = model.rederived_kinds(segment.derivation)
+        if stale:
+            self.stale_pending.extend(item for item in segment.listing if item[1] in stale)
         return self.size >= self.max_entries
 
     def commit(self) -> None:
         if self.segments:
             self.index.ingest(self.segments)
-        self.segments, self.size = [], 0
+            self.stale.extend(self.stale_pending)
+        self.segments, self.stale_pending, self.size = [], [], 0
 
 
 class Journal:
@@ -337,7 +343,7 @@ class Journal:
         )
         applied = 0
         pending: list[str] = []
-        batch = IngestBatch(self.index)
+        batch = IngestBatch(self.index, self._stale)
 
         def drain() -> None:
             nonlocal applied, complete
@@ -429,9 +435,6 @@ class Journal:
             good: list[Any] = entries  # [op, table, key, value] lists: Index.ingest reads them as they are
         else:
             good = valid_entries(self.index, entries, f"journal/{name}")
-        stale = model.rederived_kinds(segment.derivation)
-        if stale:
-            self._stale.extend(item for item in segment.listing if item[1] in stale)
         return Segment(name, segment.listing, good, segment.derivation)
 
     def read_listings(self, names: Iterable[str]) -> Iterator[tuple[str, Listing]]:
