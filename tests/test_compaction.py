@@ -306,3 +306,16 @@ def test_a_sync_carries_a_compacted_journal_and_refuses_a_destination_that_canno
     with Repository.open(str(dst), index_dir=str(tmp_path / "fresh-index")) as copy:
         assert dict(copy.index.scan("evals")) == heads
     assert cli(["--repo", str(dst), "fsck"], tmp_path, e2).returncode == 0
+
+
+def test_a_segment_listing_is_checked_at_once_and_a_bad_item_still_skipped(caplog):
+    from objstore.repo import segments
+
+    good = [["a" * 40, "value"], ["12345678-1234-1234-1234-123456789abc", "job"]]
+    assert segments._listing(good, "journal/x") == good
+    hostile = [["../../etc/passwd", "value"], ["a" * 40 + "\n" + "b" * 40, "value"], ["A" * 40, "value"],
+               ["a" * 40, 7], "a" * 40, ["a" * 40]]  # fmt: skip
+    assert segments._listing(good + hostile, "journal/x") == good
+    assert caplog.text.count("skipping malformed object listing") == len(hostile)
+    data = segments.encode("w1", good + hostile[:3], [])
+    assert segments.parse("20260101T000000.000000Z-w1", data).listing == good

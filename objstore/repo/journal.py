@@ -32,28 +32,34 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from objstore import codec, layout, model
+from objstore import layout, model
 from objstore.errors import CorruptObject, NameCollision
-from objstore.ids import is_hash, is_uuid
 from objstore.index import SEGMENTS, Index
 from objstore.missing import Missing
 from objstore.model.schema import IndexEntry
 from objstore.repo.checkpoint import all_well_formed
+from objstore.repo.segments import (
+    FORMAT,
+    KIND,
+    Listing,
+    Segment,
+    checkpoint_segment,
+    decode,
+    encode,
+    index_entries,
+    parse,
+    parse_listing,
+    valid_entries,
+)
 from objstore.store import BlobStore
 
 log = logging.getLogger("objstore.repo")
-_DECODER = json.JSONDecoder()
-
-KIND = "journal"
-FORMAT = "objstore-journal"
 _READ_BATCH = 64
 _RELISTS = 5  # a refresh lists again at most this often when files vanish under it
 # Index meta: the newest journal time a listing saw (capped at this machine's clock), and the
@@ -62,102 +68,6 @@ MARKER_META = "journal_marker"
 FULL_LISTING_META = "journal_full_listing_at"
 
 Progress = Callable[[str, int], None]
-Listing = list[list[str]]  # [[object id, kind], ...]
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One segment as read back: what it lists, its raw entries, and the model.DERIVATION its
-    writer derived them with (1 when the segment predates the field)."""
-
-    name: str
-    listing: Listing
-    entries: list[Any]
-    derivation: int = model.DERIVATION
-
-
-def encode(writer: str, listing: Listing, entries: list[IndexEntry]) -> bytes:
-    doc = {"format": FORMAT, "version": 1, "writer": writer, "derived": model.DERIVATION,
-           "objects": listing, "entries": entries}  # fmt: skip
-    return codec.encode(KIND, codec.canonical_json(doc))
-
-
-def decode(name: str, data: bytes) -> tuple[Listing, list[Any]]:
-    """(object listing, raw entries) of a segment; CorruptObject naming it when unreadable.
-    A malformed listing item is skipped (and logged); entries are checked by the caller."""
-    segment = parse(name, data)
-    return segment.listing, segment.entries
-
-
-def parse(name: str, data: bytes) -> Segment:
-    """The segment ``name`` from its bytes; CorruptObject naming it when unreadable."""
-    where = f"journal/{name}"
-    _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
-    doc = codec.parse_json(payload, object_id=where)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CorruptObject(where, "not an objstore journal segment")
-    listing: Listing = []
-    for item in doc.get("objects") or []:
-        if (
-            isinstance(item, list)
-            and len(item) == 2
-            and isinstance(item[1], str)
-            and (is_hash(item[0]) or is_uuid(item[0]))
-        ):
-            listing.append(item)
-        else:
-            log.warning("%s: skipping malformed object listing %r", where, item)
-    entries = doc.get("entries") or []
-    derived = doc.get("derived", 1)
-    return Segment(name, listing, entries if isinstance(entries, list) else [],
-                   derived if isinstance(derived, int) else 1)  # fmt: skip
-
-
-_LISTING = b'"objects":['
-
-
-def parse_listing(name: str, data: bytes) -> Listing:
-    """Only what a segment lists, without parsing its (much larger) entries: the document is
-    canonical JSON (sorted keys, no spaces), and a quote inside a JSON string is always escaped,
-    so the one unescaped ``"objects":[`` is the listing's key. Falls back to a full parse."""
-    where = f"journal/{name}"
-    _, payload = codec.decode(data, object_id=where, expect_kind=KIND)
-    at = payload.rfind(_LISTING)
-    if at >= 0:
-        try:
-            raw, _ = _DECODER.raw_decode(payload[at + len(_LISTING) - 1 :].decode("utf-8"))
-        except ValueError:
-            raw = None
-        if isinstance(raw, list):
-            return [item for item in raw if isinstance(item, list) and len(item) == 2
-                    and isinstance(item[1], str) and (is_hash(item[0]) or is_uuid(item[0]))]  # fmt: skip
-    return parse(name, data).listing
-
-
-def index_entries(index: Index, listing: Listing, entries: Iterable[IndexEntry]) -> list[IndexEntry]:
-    """What a segment implies for the index: each object's kind, then its entries."""
-    out: list[IndexEntry] = []
-    if "objects" in index.tables:
-        out.extend(("put", "objects", oid, kind) for oid, kind in listing)
-    out.extend(entries)
-    return out
-
-
-def valid_entries(index: Index, entries: Iterable[Any], where: str) -> list[IndexEntry]:
-    """Entries read back from the repository: a bad one is skipped, never fatal."""
-    good: list[Any] = []
-    for e in entries:
-        try:
-            index.check_entry(e)
-            if e[1] == "evals" and e[0] == "put" and not (is_hash(e[2]) and is_hash(e[3])):
-                # A head is an eval hash -> a value hash (set_eval_head validates both): anything
-                # else came from damage, and would make every fresh index miss that call.
-                raise ValueError("an eval head maps a hash to a value hash")
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("%s: skipping index entry %r: %s", where, e, exc)
-            continue
-        good.append(tuple(e))
-    return good
 
 
 class IngestBatch:
@@ -473,28 +383,6 @@ class Journal:
                         yield parse(name, data)
                 except CorruptObject as exc:
                     log.warning("skipping unreadable journal file: %s", exc)
-
-
-def checkpoint_segment(name: str, data: bytes, *, listing_only: bool) -> Segment:
-    """A checkpoint read as a segment would be: its objects rows as the listing, the rest of its
-    rows (not its deletions) as entries."""
-    from objstore.repo import checkpoint as ckpt
-
-    head, blocks = ckpt.parse(name, data)
-    listing: Listing = []
-    entries: list[Any] = []
-    for block in blocks:
-        if block.table != "objects" and listing_only:
-            continue
-        op = "add" if block.multi else "put"
-        for k, v, f in zip(block.keys, block.values, block.flags or [0] * len(block.keys)):
-            if f & ckpt.TOMB:
-                continue
-            if block.table == "objects":
-                listing.append([k.decode(), v.decode()])
-            else:
-                entries.append([op, block.table, k.decode(), v.decode()])
-    return Segment(name, listing, entries, head.derived)
 
 
 __all__ = ["Journal", "Segment", "encode", "decode", "parse", "parse_listing", "checkpoint_segment", "index_entries", "valid_entries", "KIND", "FORMAT"]
