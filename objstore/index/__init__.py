@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from objstore.index.entries import MAX_KEY_BYTES, OPS, Checked, encode_key
+from objstore.index.entries import MAX_KEY_BYTES, OPS, BulkPlan, Checked, encode_key
 from objstore.index.env import META, SEGMENTS, Environment
 from objstore.index.marks import Marks
 from objstore.index.mounts import check_local_path, filesystem_type, is_network_fs, on_network_fs
@@ -90,6 +90,15 @@ class Index(Tables):
         would leave it, but the entries go in grouped by table and sorted by key
         (objstore.index.entries), so a refresh of many segments costs what a bulk load does."""
         self.writes.ingest(segments)
+
+    def bulk_plan(self) -> BulkPlan:
+        """An empty plan for ``ingest_plan``: entries added to it are encoded at once, so a
+        refresh holds a batch's bytes, not its parsed entries too."""
+        return self.writes.plan()
+
+    def ingest_plan(self, plan: BulkPlan, names: Sequence[str]) -> None:
+        """``ingest`` of the entries gathered in ``plan`` (in journal order), marking ``names``."""
+        self.writes.ingest_plan(plan, names)
 
     def load(
         self,

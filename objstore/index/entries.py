@@ -117,36 +117,61 @@ def rows_size(rows: list[tuple[bytes, bytes]]) -> int:
 _SAMPLE = 512
 
 
+# One str object per op: a plan keeps an op per entry, and the parsed ones are each their own.
+_OP = {op: op for op in OPS}
+
+
+class BulkPlan:
+    """Checked (``prechecked``, see Index.apply) entries gathered for one bulk ingest, in the
+    order they must take effect: per table, encoded as they are added, so that whoever parsed
+    them can drop them at once (a million str entries take twice the memory of their bytes)."""
+
+    def __init__(self, tables: Mapping[str, bool], dbs: Mapping[str, Any]):
+        self.tables, self.dbs = tables, dbs
+        self.columns: dict[str, tuple[list[bytes], list[bytes], list[str]]] = {}  # keys, values, ops
+        self.size = 0  # entries
+
+    def add(self, entries: Iterable[IndexEntry]) -> None:
+        by_table: dict[str, list[IndexEntry]] = {}
+        for e in entries:
+            group = by_table.get(e[1])
+            if group is None:
+                by_table[e[1]] = [e]
+            else:
+                group.append(e)
+        for table, rows in by_table.items():
+            keys, values, ops = self.columns.setdefault(table, ([], [], []))
+            keys.extend(map(str.encode, map(itemgetter(2), rows)))
+            values.extend(map(str.encode, map(itemgetter(3), rows)))
+            ops.extend(map(_OP.__getitem__, map(itemgetter(0), rows)))
+            self.size += len(rows)
+
+    def runs(self) -> list[Run]:
+        """Per-table runs sorted by key (stable, by key bytes: LMDB's order) that end as
+        applying the entries in order would."""
+        runs: list[Run] = []
+        for table in sorted(self.columns):
+            keys, values, ops = self.columns[table]
+            multi, db = self.tables[table], self.dbs[table]
+            kinds = set(ops)
+            if kinds == {"put"} and not multi or kinds == {"add"}:
+                # Of one key's puts the last stays, of its adds the first, and a multi table's
+                # adds are a set: one putmulti each.
+                pairs = list(zip(keys, values))
+                pairs.sort(key=_FIRST)
+                runs.append(Run(db, "dup" if multi else kinds.pop(), pairs, []))
+            else:
+                triples = list(zip(keys, values, ops))
+                triples.sort(key=_FIRST)
+                runs.append(Run(db, "mixed", [], [(op, db, multi, k, v) for k, v, op in triples]))
+        return runs
+
+
 def plan_bulk(entries: Sequence[IndexEntry], tables: Mapping[str, bool], dbs: Mapping[str, Any]) -> list[Run]:
-    """Checked (``prechecked``, see Index.apply) entries, in the order they must take effect,
-    as per-table runs sorted by key that end as applying them in order would."""
-    by_table: dict[str, list[IndexEntry]] = {}
-    for e in entries:
-        group = by_table.get(e[1])
-        if group is None:
-            by_table[e[1]] = [e]
-        else:
-            group.append(e)
-    runs: list[Run] = []
-    for table in sorted(by_table):
-        rows = by_table[table]
-        multi, db = tables[table], dbs[table]
-        ops = set(map(itemgetter(0), rows))
-        # Encoded first, then sorted (stable, by key bytes: LMDB's order): sorting first would
-        # make the encoding visit the strings in random memory order, which costs more.
-        keys = map(str.encode, map(itemgetter(2), rows))
-        values = map(str.encode, map(itemgetter(3), rows))
-        if ops == {"put"} and not multi or ops == {"add"}:
-            # Of one key's puts the last stays, of its adds the first, and a multi table's adds
-            # are a set: one putmulti each.
-            pairs = list(zip(keys, values))
-            pairs.sort(key=_FIRST)
-            runs.append(Run(db, "dup" if multi else ops.pop(), pairs, []))
-        else:
-            triples = list(zip(keys, values, map(itemgetter(0), rows)))
-            triples.sort(key=_FIRST)
-            runs.append(Run(db, "mixed", [], [(op, db, multi, k, v) for k, v, op in triples]))
-    return runs
+    """BulkPlan.runs of ``entries``."""
+    plan = BulkPlan(tables, dbs)
+    plan.add(entries)
+    return plan.runs()
 
 
 def apply_bulk(txn: Any, runs: Iterable[Run]) -> None:
@@ -164,5 +189,5 @@ def apply_bulk(txn: Any, runs: Iterable[Run]) -> None:
 
 __all__ = [
     "OPS", "MAX_KEY_BYTES", "Checked", "encode_key", "check_entry", "apply_checked", "Run", "plan_bulk",
-    "apply_bulk", "rows_size",
+    "apply_bulk", "rows_size", "BulkPlan",
 ]

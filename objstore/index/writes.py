@@ -13,7 +13,7 @@ from typing import Any
 
 import lmdb
 
-from objstore.index.entries import Checked, apply_bulk, apply_checked, check_entry, encode_key, plan_bulk, rows_size
+from objstore.index.entries import BulkPlan, Checked, apply_bulk, apply_checked, check_entry, encode_key, rows_size
 from objstore.index.env import SEGMENTS
 from objstore.index.reads import Tables
 from objstore.model.schema import IndexEntry
@@ -51,16 +51,22 @@ class Writes:
 
         core._write(body)
 
+    def plan(self) -> BulkPlan:
+        return BulkPlan(self.core.tables, self.core._dbs)
+
     def ingest(self, segments: Sequence[tuple[str, Sequence[IndexEntry]]]) -> None:
         """See Index.ingest."""
+        plan = self.plan()
+        for _, entries in segments:
+            plan.add(entries)
+        self.ingest_plan(plan, [name for name, _ in segments])
+
+    def ingest_plan(self, plan: BulkPlan, names: Sequence[str]) -> None:
+        """See Index.ingest_plan."""
         core = self.core
         core._check_open()
-        entries: list[IndexEntry] = []
-        for _, seg_entries in segments:
-            entries.extend(seg_entries)
-        runs = plan_bulk(entries, core.tables, core._dbs)
-        del entries
-        marked = sorted(encode_key(name, "segment name") for name, _ in segments)
+        runs = plan.runs()
+        marked = sorted(encode_key(name, "segment name") for name in names)
         seg_db = core._dbs[SEGMENTS]
         core._reserve(sum(run.size() for run in runs))
 
