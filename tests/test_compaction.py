@@ -144,6 +144,38 @@ def test_a_reader_mid_refresh_during_a_compaction_ends_complete(target, tmp_path
 
 
 @pytest.mark.parametrize("target", ["local"], indirect=True)
+def test_a_refresh_killed_between_two_ingest_batches_is_completed_by_the_next(target, tmp_path, monkeypatch):
+    from objstore.repo import journal as jmod
+
+    with Repository.init(target.url, index_dir=tmp_path / "w") as writer:
+        populate(writer, flushes=8)
+        expected = snapshot(writer)
+        written = writer.applied_segments()
+    # Batches of a few entries: the refresh commits several, and dies after the second.
+    monkeypatch.setattr(jmod.IngestBatch.__init__, "__defaults__", (3,))
+    commits = {"n": 0}
+    real = jmod.IngestBatch.commit
+
+    def commit_then_die(self):
+        if self.segments and commits["n"] == 2:
+            raise KeyboardInterrupt("killed mid-refresh")
+        commits["n"] += bool(self.segments)
+        real(self)
+
+    monkeypatch.setattr(jmod.IngestBatch, "commit", commit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Repository.open(target.url, index_dir=tmp_path / "r")
+    monkeypatch.setattr(jmod.IngestBatch, "commit", real)
+    with Repository.open(target.url, index_dir=tmp_path / "r") as reader:
+        half = reader.index.segments()
+        assert half and half < written  # what was committed stayed; the marker did not move past the rest
+        assert not isinstance(reader.index.meta_get(jmod.MARKER_META), str)
+        reader.refresh()
+        assert reader.index.segments() == written
+        assert snapshot(reader) == expected
+
+
+@pytest.mark.parametrize("target", ["local"], indirect=True)
 def test_late_segments_still_count(target, tmp_path):
     root = target.root
     with Repository.init(target.url, index_dir=tmp_path / "w") as repo:
@@ -274,3 +306,16 @@ def test_a_sync_carries_a_compacted_journal_and_refuses_a_destination_that_canno
     with Repository.open(str(dst), index_dir=str(tmp_path / "fresh-index")) as copy:
         assert dict(copy.index.scan("evals")) == heads
     assert cli(["--repo", str(dst), "fsck"], tmp_path, e2).returncode == 0
+
+
+def test_a_segment_listing_is_checked_at_once_and_a_bad_item_still_skipped(caplog):
+    from objstore.repo import segments
+
+    good = [["a" * 40, "value"], ["12345678-1234-1234-1234-123456789abc", "job"]]
+    assert segments._listing(good, "journal/x") == good
+    hostile = [["../../etc/passwd", "value"], ["a" * 40 + "\n" + "b" * 40, "value"], ["A" * 40, "value"],
+               ["a" * 40, 7], "a" * 40, ["a" * 40]]  # fmt: skip
+    assert segments._listing(good + hostile, "journal/x") == good
+    assert caplog.text.count("skipping malformed object listing") == len(hostile)
+    data = segments.encode("w1", good + hostile[:3], [])
+    assert segments.parse("20260101T000000.000000Z-w1", data).listing == good

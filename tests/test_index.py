@@ -296,3 +296,81 @@ def test_prechecked_apply_matches_checked_apply(tmp_path):
         for table in TABLES:
             assert list(one.scan(table)) == list(two.scan(table))
         assert one.segments() == two.segments() == {"s"}
+
+
+# -- bulk ingest of many journal segments ----------------------------------------------------------
+
+
+def random_segments(rng, segments: int, per: int) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """Segments of entries over few keys, so that every op meets every other on one key."""
+    out = []
+    for s in range(segments):
+        entries = []
+        for _ in range(per):
+            table = rng.choice(["objects", "tags", "evals"])
+            op = rng.choice(["put", "put", "add", "add", "del", "delall"]) if table != "evals" else "put"
+            key, value = f"k{rng.randrange(12)}", f"v{rng.randrange(5)}"
+            if op == "del" and rng.random() < 0.3:
+                value = ""  # the whole key
+            entries.append((op, table, key, "" if op == "delall" else value))
+        out.append((f"20260101T0000{s:02d}.000000Z-w1", entries))
+    return out
+
+
+def test_ingest_ends_as_applying_each_segment_in_turn(tmp_path):
+    import random
+
+    rng = random.Random(7)
+    for trial in range(30):
+        base = random_segments(rng, 2, 20)
+        segments = random_segments(rng, rng.randrange(1, 8), rng.randrange(1, 60))
+        with Index(tmp_path / f"one{trial}", TABLES) as one, Index(tmp_path / f"two{trial}", TABLES) as two:
+            for ix in (one, two):  # an index that already holds rows (a client long offline)
+                for name, entries in base:
+                    ix.apply(entries, segment=name)
+            for name, entries in segments:
+                one.apply(entries, segment=name)
+            two.ingest(segments)
+            for table in TABLES:
+                assert list(one.scan(table)) == list(two.scan(table)), (trial, table)
+            assert one.segments() == two.segments()
+
+
+def test_ingest_of_one_kind_per_table_keeps_last_put_first_add_and_every_multi_value(ix):
+    ix.apply([("put", "evals", "kept", "old"), ("put", "objects", "held", "first")])
+    ix.ingest([
+        ("s1", [("put", "evals", "e", "1"), ("add", "objects", "held", "second"), ("add", "tags", "t", "b")]),
+        ("s2", [("put", "evals", "e", "2"), ("add", "objects", "new", "x"), ("add", "tags", "t", "a")]),
+        ("s3", [("put", "evals", "kept", "new"), ("add", "objects", "new", "y"), ("add", "tags", "t", "b")]),
+    ])
+    assert ix.get("evals", "e") == "2" and ix.get("evals", "kept") == "new"
+    assert ix.get("objects", "held") == "first" and ix.get("objects", "new") == "x"
+    assert ix.get_all("tags", "t") == ["a", "b"]
+    assert ix.segments() == {"s1", "s2", "s3"}
+
+
+def test_an_ingest_that_fails_leaves_nothing_applied_nor_marked(ix, monkeypatch):
+    import objstore.index.writes as writes
+
+    ix.apply([("put", "objects", "a", "1")], segment="s0")
+
+    def broken(txn, runs):
+        for run in runs:
+            txn.put(b"half", b"written", db=run.db)
+            raise RuntimeError("killed mid-ingest")
+
+    monkeypatch.setattr(writes, "apply_bulk", broken)
+    with pytest.raises(RuntimeError):
+        ix.ingest([("s1", [("put", "objects", "b", "2")]), ("s2", [("add", "tags", "t", "x")])])
+    assert ix.segments() == {"s0"}
+    assert ix.get("objects", "b") is MISSING and ix.get("objects", "half") is MISSING
+    assert ix.get_all("tags", "t") == []
+
+
+def test_a_large_ingest_grows_the_map_once(tmp_path):
+    with Index(tmp_path / "ix", TABLES, map_size=64 * 1024) as ix:
+        segments = [(f"seg{s:03d}", [("put", "objects", f"{s:03d}{i:037x}", "value" * 10) for i in range(2000)])
+                    for s in range(20)]
+        ix.ingest(segments)
+        assert ix.count("objects") == 40_000 and len(ix.segments()) == 20
+        assert ix.get("objects", f"{19:03d}{1999:037x}") == "value" * 10

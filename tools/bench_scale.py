@@ -3,6 +3,7 @@
     nice -n 10 .venv/bin/python tools/bench_scale.py                       # 10^4, 10^5, 10^6 records
     .venv/bin/python tools/bench_scale.py --records 10000 100000 --tasks 0 # the repository part only
     .venv/bin/python tools/bench_scale.py --records --tasks 10000 100000   # the redun run only
+    .venv/bin/python tools/bench_scale.py --work /tmp/scale --refresh-only --tasks  # build once, keep, refresh only
 
 Repository part. A synthetic local repository is built through the scheduler-neutral API
 (``objstore.backend.Provenance``, as a scheduler records): executions of ``--per-exec`` leaf
@@ -146,11 +147,49 @@ def cli(*args: str, index: Path) -> None:
         raise RuntimeError(f"objstore {' '.join(args)}: exit {done.returncode}: {done.stderr[-2000:]}")
 
 
+def built_repository(work: Path, size: int, per_exec: int, keep: bool) -> dict:
+    """Build the repository of ``size`` records under ``work``, or, when ``keep`` and a finished
+    build of the same size is there (``built-<size>.json``, written last), reuse it."""
+    url, index = work / f"repo-{size}", work / f"build-index-{size}"
+    record = work / f"built-{size}-{per_exec}.json"
+    if keep and record.exists() and (url / "objstore.json").exists():
+        built = json.loads(record.read_text())
+        built["reused"] = True
+        return built
+    for stale in (url, index, work / f"repo-{size}-compacted", work / f"build-index-{size}-compacted"):
+        shutil.rmtree(stale, ignore_errors=True)
+    c0 = cpu_now()
+    built = build(str(url), index, size, per_exec)
+    built["cpu"] = cpu_now() - c0
+    if keep:
+        record.write_text(json.dumps(built))
+    return built
+
+
+def compacted_copy(work: Path, size: int, keep: bool) -> str:
+    """The repository of ``size`` records compacted, as `objstore gc` (or the writers, past
+    compact_threshold) would. With ``keep``, a copy is compacted (with a copy of the builder's
+    index), so the kept repository stays uncompacted for the next run."""
+    url, index = work / f"repo-{size}", work / f"build-index-{size}"
+    if keep:
+        copy, copy_index = work / f"repo-{size}-compacted", work / f"build-index-{size}-compacted"
+        if (copy / "objstore.json").exists():
+            return str(copy)
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.rmtree(copy_index, ignore_errors=True)
+        shutil.copytree(url, copy)
+        shutil.copytree(index, copy_index)
+        url, index = copy, copy_index
+    with Repository.open(str(url), index_dir=index) as repo:
+        repo.compact()
+    return str(url)
+
+
 def measure(work: Path, size: int, args) -> dict:
     url = str(work / f"repo-{size}")
-    c0 = cpu_now()
-    built = build(url, work / f"build-index-{size}", size, args.per_exec)
-    out = {"records": built["records"], "build_s": built["seconds"], "build_cpu": cpu_now() - c0}
+    built = built_repository(work, size, args.per_exec, keep=args.work is not None)
+    out = {"records": built["records"], "build_s": built["seconds"], "build_cpu": built["cpu"],
+           "reused": built.get("reused", False)}
     repeat = args.repeat if size < 500_000 else 1  # one of each at 10^6: the machine is shared
     client = work / f"client-{size}"
 
@@ -163,6 +202,10 @@ def measure(work: Path, size: int, args) -> dict:
 
     out["journal_files"] = len(os.listdir(Path(url) / "journal"))
     out["refresh_s"], out["refresh_cpu"] = median(refresh, repeat)
+    if args.refresh_only:
+        url = compacted_copy(work, size, keep=args.work is not None)
+        out["refresh_compacted_s"], out["refresh_compacted_cpu"] = median(refresh, repeat)
+        return out
     ex = built["executions"][len(built["executions"]) // 2]
     out["log_s"], out["log_cpu"] = median(lambda: cli("--repo", url, "log", ex, index=client), repeat)
     out["cli_floor_s"], out["cli_floor_cpu"] = median(lambda: cli("--version", index=client), repeat)
@@ -180,10 +223,10 @@ def measure(work: Path, size: int, args) -> dict:
         out["miss_us"] = (time.perf_counter() - t0) / len(misses) * 1e6
     out["fsck_s"], out["fsck_cpu"] = median(lambda: cli("--repo", url, "fsck", "--sample", "0.01", index=client),
                                             repeat)
-    with Repository.open(url, index_dir=work / f"build-index-{size}") as repo:
-        repo.compact()  # what `objstore gc` (or the writers, past compact_threshold) does
+    url = compacted_copy(work, size, keep=args.work is not None)
     out["refresh_compacted_s"], out["refresh_compacted_cpu"] = median(refresh, repeat)
-    shutil.rmtree(url, ignore_errors=True)
+    if args.work is None:
+        shutil.rmtree(url, ignore_errors=True)
     return out
 
 
@@ -271,20 +314,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-exec", type=int, default=1000, help="leaf jobs per execution (default 1000)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--work", type=Path,
+                        help="keep the built repositories in this directory and reuse them on the next run "
+                             "(a 10^6 build takes minutes); the compaction runs on a kept copy")
+    parser.add_argument("--refresh-only", action="store_true",
+                        help="measure only the fresh client's refresh, uncompacted and compacted")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="objstore-scale-"))
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+    work = args.work.resolve() if args.work is not None else Path(tempfile.mkdtemp(prefix="objstore-scale-"))
     results: dict = {"load": os.getloadavg(), "sizes": [], "runs": []}
     try:
         first = None
         print("wall seconds (CPU seconds); log's floor is `objstore --version`", flush=True)
-        print(f"{'records':>9} {'files':>5} {'build':>13} {'refresh':>13} {'compacted':>11} {'log':>11} "
-              f"{'floor':>11} {'hit':>5} {'miss':>5} {'fsck 1%':>13}  CPU growth: refresh log-floor fsck "
-              f"(x records)", flush=True)
+        if args.refresh_only:
+            print(f"{'records':>9} {'files':>5} {'build':>13} {'refresh':>13} {'compacted':>11}", flush=True)
+        else:
+            print(f"{'records':>9} {'files':>5} {'build':>13} {'refresh':>13} {'compacted':>11} {'log':>11} "
+                  f"{'floor':>11} {'hit':>5} {'miss':>5} {'fsck 1%':>13}  CPU growth: refresh log-floor fsck "
+                  f"(x records)", flush=True)
         for size in args.records:
             r = measure(work, size, args)
             results["sizes"].append(r)
             first = first or r
             grow = r["records"] / first["records"]
+            if args.refresh_only:
+                print(f"{r['records']:>9,} {r['journal_files']:>5} {r['build_s']:>6.1f}({r['build_cpu']:>5.1f}) "
+                      f"{r['refresh_s']:>6.2f}({r['refresh_cpu']:>5.2f}) {r['refresh_compacted_s']:>5.2f}"
+                      f"({r['refresh_compacted_cpu']:>4.2f})  refresh CPU: {r['refresh_cpu'] / r['records'] * 1e6:.1f} "
+                      f"us/record, growth {r['refresh_cpu'] / first['refresh_cpu']:.1f} ({grow:.0f}x)"
+                      f"{'  (kept build)' if r['reused'] else ''}", flush=True)
+                continue
             log_cost = max(r["log_cpu"] - r["cli_floor_cpu"], 1e-3)
             first_log = max(first["log_cpu"] - first["cli_floor_cpu"], 1e-3)
             print(f"{r['records']:>9,} {r['journal_files']:>5} {r['build_s']:>6.1f}({r['build_cpu']:>5.1f}) "
@@ -305,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend:8} {n:>7,} {r['seconds']:>7.1f}s {r['seconds'] / n * 1e3:>7.2f}   {peaks} "
                   f"({last[-2]}+{last[-1]})  end: peak {r['end'][0]}, now {r['end'][1]}", flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -38,6 +38,7 @@ import struct
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from objstore import codec, layout, model
@@ -257,7 +258,7 @@ def all_well_formed(entries: list, tables: Mapping[str, bool]) -> bool:
     if 0 in lengths or max(lengths) > 127:  # 127 characters are at most 508 utf-8 bytes
         return False
     multi = {t for t, m in tables.items() if m}
-    return not multi or max((len(v) for n, v in zip(names, values) if n in multi), default=0) <= 127
+    return not multi or max(map(len, compress(values, map(multi.__contains__, names))), default=0) <= 127
 
 
 # -- folding sources into one -----------------------------------------------------------------
