@@ -18,10 +18,11 @@ other's locks).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
-from objstore.index.entries import MAX_KEY_BYTES, OPS, BulkPlan, Checked, encode_key
+from objstore.index.entries import MAX_KEY_BYTES, OPS, BulkPlan, Checked, check_entry, encode_key
 from objstore.index.env import META, SEGMENTS, Environment
 from objstore.index.marks import Marks
 from objstore.index.mounts import check_local_path, filesystem_type, is_network_fs, on_network_fs
@@ -60,12 +61,11 @@ class Index(Tables):
         self.durable = durable
         self.writes = Writes(self)
         self.marks = Marks(self, self.writes)
+        # Validate one IndexEntry; returns (op, db, multi, key bytes, value bytes). A partial, not
+        # a method forwarding to Writes: every buffered entry is checked, several per job.
+        self.check_entry: Callable[[Any], Checked] = partial(check_entry, tables=self.tables, dbs=self._dbs)
 
     # -- writes ----------------------------------------------------------------------------
-
-    def check_entry(self, entry: Any) -> Checked:
-        """Validate one IndexEntry; returns (op, db, multi, key bytes, value bytes)."""
-        return self.writes.check_entry(entry)
 
     def apply(
         self, entries: Iterable[IndexEntry], *, segment: str | None = None, prechecked: bool = False
