@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -246,3 +249,25 @@ def test_export_to_a_file_and_help(recorded, tmp_path, env):
     assert_one_line_error(run(["--repo", repo, "import", "nofile.jsonl"], tmp_path, env), 2, "cannot read nofile.jsonl")
     text = run(["export", "--help"], tmp_path, env, check=0).stdout.decode()
     assert "keeps its cache" in text and "redun import" in text and "recomputes" in text
+
+
+def test_export_into_a_fifo_or_through_a_symlink_leaves_them_what_they_are(recorded, tmp_path, env):
+    """`export -o /dev/null` as root once renamed a temp file over /dev/null: a target that is not
+    a regular file (a device, a FIFO, a process substitution) is written into, never replaced,
+    and a symlinked target keeps its link."""
+    repo = recorded["repo"]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    run(["--repo", repo, "export", "--redun", "-o", str(fifo)], tmp_path, env, check=0)
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a FIFO, not a file put in its place
+    assert records(got[0].decode())[0]["_type"] == "Execution"
+    assert not list(tmp_path.glob(".pipe*"))
+    (tmp_path / "real.jsonl").write_text("old")
+    (tmp_path / "link.jsonl").symlink_to("real.jsonl")
+    run(["--repo", repo, "export", "--redun", "-o", "link.jsonl"], tmp_path, env, check=0)
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert records((tmp_path / "real.jsonl").read_text())[0]["_type"] == "Execution"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+from pathlib import Path
 
 EXPORT_HELP = """\
 Writes JSON lines to stdout (or -o FILE): every execution newest first with everything it
@@ -68,6 +70,17 @@ def _output(ctx, path: str | None):
     from objstore.cli import UsageError
 
     target = ctx.cwd / path
+    if target.exists() and not target.is_file():
+        # /dev/null, /dev/stdout, a FIFO, <(gzip >x): written straight into. Renaming a temp file
+        # over it would replace the device itself (as root, /dev/null became a regular file).
+        try:
+            out = open(target, "w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        with out:
+            yield out
+        return
+    target = Path(os.path.realpath(target))  # through a symlink: replace the file, not the link
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         out = open(tmp, "w", encoding="utf-8")
