@@ -77,12 +77,13 @@ echo "tools/test.sh: ruff check objstore refs" >&2
 echo "tools/test.sh: mypy (objstore, refs)" >&2
 .venv/bin/mypy
 
-# Two pytest-xdist workers: most of the suite's time is spent waiting on subprocesses (the
+# Two pytest-xdist workers: much of the suite's time is spent waiting on subprocesses (the
 # CLIs, `redun run`) and loopback servers, so one process leaves a core of the 2-core CI
 # machine idle. Each worker starts its own session servers on free ports and has its own
-# tmp_path tree; worksteal lets an idle worker take queued tests from a busy one, and the
-# minutes-long tests are collected first (tests/conftest.py) so none is left running alone
-# at the end. PYTEST_WORKERS=0 runs everything in this one process.
+# tmp_path tree. loadscope hands out whole modules, so a module-scoped fixture is built
+# once, not once per worker; in collection order (no reorder), which puts the minutes-long
+# tests first (tests/conftest.py) so none is left running alone at the end.
+# PYTEST_WORKERS=0 runs everything in this one process.
 # No path here: pytest falls back to testpaths (tests/) only when the arguments name none,
 # so `bash tools/test.sh tests/test_infra.py` runs that file and not the whole suite too.
 WORKERS="${PYTEST_WORKERS:-2}"
