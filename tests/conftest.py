@@ -19,6 +19,13 @@ import servers  # sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT before anything imports
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "remote: needs a loopback object-store server (s3, gcs, azure)")
+    config.addinivalue_line("markers", "slow: runs for a minute or more; collected first (see below)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `slow` tests first, the rest in file order: on tools/test.sh's two workers a
+    minutes-long test that starts last runs alone at the end while the other core idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _server_fixture(start):

@@ -171,8 +171,13 @@ def start_server(
 
 
 def start_s3(log_dir: Path) -> ServerProcess:
+    # moto_server itself is only looked up for the install hint: the wrapper runs moto's own
+    # server with its conditional writes made atomic (tests/moto_server_atomic.py says why).
     exe = find_executable("moto_server", _venv_bin() / "moto_server", ROOT / ".venv/bin/moto_server")
-    return start_server("moto_server", lambda p: [exe, "-H", "127.0.0.1", "-p", str(p)], "/moto-api/", log_dir)
+    python = str(Path(exe).parent / "python")
+    wrapper = ROOT / "tests" / "moto_server_atomic.py"
+    return start_server("moto_server", lambda p: [python, str(wrapper), "-H", "127.0.0.1", "-p", str(p)],
+                        "/moto-api/", log_dir)
 
 
 def start_gcs(log_dir: Path) -> ServerProcess:

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_readme_demo_runs_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OBJSTORE_", "REDUN_"))}
     env.update(HOME=str(tmp_path / "home"), DEMO_DIR=str(tmp_path / "demo"))

@@ -37,6 +37,7 @@ import os
 import random
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -481,7 +482,7 @@ BackendPair.TestCase.settings = settings(
     derandomize=not _RANDOM,
     **({} if _RANDOM else {"database": None}),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-test_backends_agree = BackendPair.TestCase
+test_backends_agree = pytest.mark.slow(BackendPair.TestCase)
 
 
 def test_normalize_record_drops_only_call_timestamp():

@@ -179,6 +179,7 @@ def test_redun_log_answers_while_another_process_writes(project):
     time.sleep(0)
 
 
+@pytest.mark.slow
 def test_objstore_tag_commands_supersede_tags_as_redun_tag_does(project, tmp_path):
     sq = recorded._prepare(tmp_path / "sq", tmp_path / "home-sq")
     sq.redun("init")

@@ -42,6 +42,7 @@ def run_suite(tmp_path: Path, name: str, *pytest_args: str) -> tuple[list[str], 
     return failed, reasons, passed, tail
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_redun_suite_passes_on_objstore(tmp_path):
     failed, reasons, passed, tail = run_suite(tmp_path, "full")

@@ -6,6 +6,7 @@
 #   bash tools/test.sh                 # whole suite
 #   bash tools/test.sh -k refs -x      # extra arguments go to pytest
 #   bash tools/test.sh tests/test_infra.py   # just one file
+#   PYTEST_WORKERS=0 bash tools/test.sh      # in one process (no pytest-xdist workers)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,7 +50,7 @@ STAMP=.venv/.objstore-test-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ tools/test-constraints.txt -nt "$STAMP" ] \
         || ! .venv/bin/python -c "
 import importlib.util as u, sys
-need = ['objstore', 'refs', 'pytest', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun',
+need = ['objstore', 'refs', 'pytest', 'xdist', 'hypothesis', 'moto', 'gcp_storage_emulator', 's3fs', 'gcsfs', 'adlfs', 'redun',
         'psycopg', 'playwright', 'ruff', 'mypy']
 sys.exit(any(u.find_spec(m) is None for m in need))" >/dev/null 2>&1; then
     echo "tools/test.sh: pip install -e '.[test]'" >&2
@@ -76,6 +77,17 @@ echo "tools/test.sh: ruff check objstore refs" >&2
 echo "tools/test.sh: mypy (objstore, refs)" >&2
 .venv/bin/mypy
 
+# Two pytest-xdist workers: much of the suite's time is spent waiting on subprocesses (the
+# CLIs, `redun run`) and loopback servers, so one process leaves a core of the 2-core CI
+# machine idle. Each worker starts its own session servers on free ports and has its own
+# tmp_path tree. loadscope hands out whole modules, so a module-scoped fixture is built
+# once, not once per worker; in collection order (no reorder), which puts the minutes-long
+# tests first (tests/conftest.py) so none is left running alone at the end.
+# PYTEST_WORKERS=0 runs everything in this one process.
 # No path here: pytest falls back to testpaths (tests/) only when the arguments name none,
 # so `bash tools/test.sh tests/test_infra.py` runs that file and not the whole suite too.
-exec .venv/bin/python -m pytest -q "$@"
+WORKERS="${PYTEST_WORKERS:-2}"
+if [ "$WORKERS" = 0 ]; then
+    exec .venv/bin/python -m pytest -q "$@"
+fi
+exec .venv/bin/python -m pytest -q -n "$WORKERS" --dist loadscope --no-loadscope-reorder "$@"
