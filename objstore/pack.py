@@ -32,7 +32,7 @@ from itertools import repeat
 
 from objstore import codec
 from objstore.errors import CorruptObject
-from objstore.ids import is_hash, is_uuid
+from objstore.ids import all_ids, is_hash, is_uuid
 from objstore.layout import PACK_NAME_RE as NAME_RE
 
 MAGIC = b"OBJPACK1"
@@ -156,8 +156,6 @@ class Toc:
         return all(map(operator.le, ends, offs[1:]))
 
 
-_ID_LIST = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-                      r"(?:\n(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))*")
 
 
 def read_toc(data: bytes, *, name: str) -> Toc:
@@ -194,8 +192,8 @@ def _columns(toc: list, toc_at: int) -> tuple[tuple, tuple, tuple, tuple] | None
         return None
     if set(map(type, offsets)) != {int} or set(map(type, lengths)) != {int}:  # type(True) is bool
         return None
-    if not set(map(len, ids)) <= {36, 40} or _ID_LIST.fullmatch("\n".join(ids)) is None:
-        return None  # (the lengths first: one string holding "id\nid" must not pass as two)
+    if not all_ids(ids):
+        return None
     if min(offsets) < len(MAGIC) or max(map(operator.add, offsets, lengths)) > toc_at:
         return None
     if min(map(operator.sub, lengths, map(len, ids))) <= 1:  # the id prefix and a byte of frame

@@ -9,7 +9,6 @@ import hashlib
 import itertools
 import operator
 import random
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -17,8 +16,10 @@ from itertools import repeat
 from objstore import codec, layout, model, pack
 from objstore.errors import CorruptObject
 from objstore.fs import open_url
+from objstore.ids import all_ids
 from objstore.maint import salvage
 from objstore.missing import Missing
+from objstore.repo.checkpoint import well_formed_columns
 from objstore.store import open_blobs
 
 # The kinds whose references fsck follows (model.edges): calls, jobs, executions.
@@ -193,8 +194,6 @@ def well_formed(entry: object, tables: dict[str, bool] | frozenset[str]) -> bool
     return 0 < n and (n <= 127 or 0 < len(key.encode("utf-8")) <= 511)
 
 
-_IDS = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-                  r"(?:\n(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))*")
 
 
 def _segment(name: str, data: bytes) -> tuple[list[str], list]:
@@ -215,9 +214,8 @@ def _segment(name: str, data: bytes) -> tuple[list[str], list]:
         return [], entries
     if set(map(type, items)) == {list} and set(map(len, items)) == {2}:
         ids, kinds = zip(*items)
-        if (set(map(type, ids)) == {str} and set(map(type, kinds)) == {str} and set(map(len, ids)) <= {36, 40}
-                and _IDS.fullmatch("\n".join(ids))):  # fmt: skip
-            return list(ids), entries  # (lengths first: one string holding "id\nid" is no two ids)
+        if set(map(type, ids)) == {str} and set(map(type, kinds)) == {str} and all_ids(ids):
+            return list(ids), entries
     listing, entries = jmod.decode(name, data)
     return [oid for oid, _ in listing], entries
 
@@ -225,18 +223,10 @@ def _segment(name: str, data: bytes) -> tuple[list[str], list]:
 def _put_objects(entries: list, tables: Mapping[str, bool]) -> list[str] | None:
     """The ids of the ("put", "objects", id, kind) entries when every entry is well formed
     (well_formed), checked a column at a time; None when some entry may not be."""
-    if not entries:
-        return []
-    if set(map(type, entries)) != {list} or set(map(len, entries)) != {4}:
+    columns = well_formed_columns(entries, tables)
+    if columns is None:
         return None
-    ops, names, keys, values = zip(*entries)
-    if not set(ops) <= _OPS or not set(names) <= tables.keys():
-        return None
-    if set(map(type, keys)) != {str} or set(map(type, values)) != {str}:
-        return None
-    lengths = set(map(len, keys))
-    if 0 in lengths or max(lengths) > 127:  # 127 characters are at most 508 utf-8 bytes
-        return None
+    ops, names, keys, _ = columns
     objects = map(operator.and_, map(operator.eq, names, repeat("objects")), map(operator.eq, ops, repeat("put")))
     return list(itertools.compress(keys, objects))
 

@@ -241,24 +241,31 @@ def parse(name: str, data: bytes) -> tuple[Header, list[Block]]:
     return header, [parse_block(header, d, data) for d in header.blocks]
 
 
-def all_well_formed(entries: list, tables: Mapping[str, bool]) -> bool:
-    """Whether every journal entry is an [op, known table, key, value] list of strings with a
-    key LMDB can hold, checked by a few passes of C loops (millions of entries); False means:
-    check them one by one (Index.check_entry)."""
+def well_formed_columns(entries: list, tables: Mapping[str, bool]) -> tuple[list, list, list, list] | None:
+    """(ops, tables, keys, values) of journal entries when every one is an [op, known table, key,
+    value] list of strings with a key (and a multi table's value) LMDB can hold, checked by a few
+    passes of C loops (millions of entries); None means: check them one by one (Index.check_entry)."""
     if not entries:
-        return True
+        return [], [], [], []
     if set(map(type, entries)) != {list} or set(map(len, entries)) != {4}:
-        return False
+        return None
     ops, names, keys, values = (list(map(operator.itemgetter(i), entries)) for i in range(4))
     if not set(ops) <= {"put", "add", "del", "delall"} or not set(names) <= tables.keys():
-        return False
+        return None
     if set(map(type, keys)) != {str} or set(map(type, values)) != {str}:
-        return False
+        return None
     lengths = set(map(len, keys))
     if 0 in lengths or max(lengths) > 127:  # 127 characters are at most 508 utf-8 bytes
-        return False
+        return None
     multi = {t for t, m in tables.items() if m}
-    return not multi or max(map(len, compress(values, map(multi.__contains__, names))), default=0) <= 127
+    if multi and max(map(len, compress(values, map(multi.__contains__, names))), default=0) > 127:
+        return None
+    return ops, names, keys, values
+
+
+def all_well_formed(entries: list, tables: Mapping[str, bool]) -> bool:
+    """Whether every journal entry is well formed (well_formed_columns)."""
+    return well_formed_columns(entries, tables) is not None
 
 
 # -- folding sources into one -----------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -15,7 +14,7 @@ from typing import Any
 
 from objstore import codec, model
 from objstore.errors import CorruptObject
-from objstore.ids import is_hash, is_uuid
+from objstore.ids import all_ids, is_hash, is_uuid
 from objstore.index import Index
 from objstore.model.schema import IndexEntry
 
@@ -65,8 +64,6 @@ def parse(name: str, data: bytes) -> Segment:
                    derived if isinstance(derived, int) else 1)  # fmt: skip
 
 
-_ID = r"(?:[0-9a-f]{40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # ids.is_hash, is_uuid
-_IDS = re.compile(rf"{_ID}(?:\n{_ID})*")
 
 
 def _listing(items: Any, where: str) -> Listing:
@@ -76,8 +73,7 @@ def _listing(items: Any, where: str) -> Listing:
     if isinstance(items, list) and set(map(type, items)) <= {list} and set(map(len, items)) <= {2}:
         ids = list(map(itemgetter(0), items))
         if set(map(type, ids)) <= {str} and set(map(type, map(itemgetter(1), items))) <= {str}:
-            joined = "\n".join(ids)
-            if not ids or (joined.count("\n") == len(ids) - 1 and _IDS.fullmatch(joined)):
+            if all_ids(ids):
                 return items
     listing: Listing = []
     for item in items if isinstance(items, list) else []:
