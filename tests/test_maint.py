@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -364,6 +365,53 @@ def test_gc_prune_keeps_what_is_younger_than_the_grace(project):
 
 # -- repack and unpack ---------------------------------------------------------------------------
 
+
+
+_KILLED_MID_UPLOAD = """
+import json, os, sys
+import s3fs
+from objstore.store import open_blobs
+options = json.loads(os.environ["OBJSTORE_STORAGE_OPTIONS"])
+fs = s3fs.S3FileSystem(**options, default_block_size=5 * 2**20, skip_instance_cache=True)
+def produce(f):
+    f.write(os.urandom(6 * 2**20))  # past one part: the upload has started, with a part stored
+    f.flush()
+    os._exit(9)  # the worker is killed before it completes (or aborts) the upload
+open_blobs(fs, sys.argv[1]).create_from(sys.argv[2], produce)
+"""
+
+
+@pytest.mark.remote
+def test_gc_aborts_the_upload_a_writer_killed_mid_upload_left_on_s3(tmp_path, s3_server):
+    import servers
+
+    target = servers.make_target("s3", tmp_path=tmp_path, server=s3_server)
+    env = make_env(tmp_path, OBJSTORE_STORAGE_OPTIONS=json.dumps(target.storage_options))
+    cli(["init", target.url], tmp_path, env, check=0)
+    bucket = target.root.split("/")[0]
+    fs = target.fs()
+    key = layout.object_key("ab" * 20)
+    for root in (target.root, f"{bucket}/another-repo"):  # the other one is not gc's to touch
+        killed = subprocess.run([sys.executable, "-c", _KILLED_MID_UPLOAD, root, key], env=env, capture_output=True)
+        assert killed.returncode == 9, killed.stderr.decode()[-2000:]
+
+    def uploads() -> list[str]:
+        return sorted(u["Key"] for u in fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []))
+
+    mine, theirs = f"repo/{key}", f"another-repo/{key}"
+    assert uploads() == [theirs, mine]
+    assert not fs.exists(f"{target.root}/{key}")  # readers never see it
+    assert "aborted 0 unfinished upload(s) older than the grace period (kept 1 younger)" in out(
+        cli(["--repo", target.url, "gc"], tmp_path, env, check=0))  # a live writer's looks the same
+    assert "would abort 1 unfinished upload(s)" in out(cli(["--repo", target.url, "gc", "--dry-run", "--grace", "0"],
+                                                           tmp_path, env, check=0))  # fmt: skip
+    assert uploads() == [theirs, mine]
+    assert "aborted 1 unfinished upload(s)" in out(cli(["--repo", target.url, "gc", "--grace", "0"], tmp_path, env,
+                                                       check=0))  # fmt: skip
+    assert uploads() == [theirs]
+    assert "unfinished upload" not in out(cli(["--repo", target.url, "gc", "--grace", "0"], tmp_path, env, check=0))
+    code, doc = fsck_json(tmp_path, dict(env, OBJSTORE_REPO=target.url))
+    assert code == 0, doc
 
 def test_repack_merges_packs_drops_duplicates_and_stale_readers_follow(repo_dir, tmp_path):
     repo, env = repo_dir

@@ -45,7 +45,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "gc",
         help="remove crash leftovers, compact the journal, drop retired packs (--prune: unreachable records)",
-        description="Remove temp files left by crashed writers, compact the journal (format 3.0) and remove "
+        description="Remove temp files left by crashed writers (on S3: abort the multipart uploads they never "
+                    "finished, whose parts S3 keeps and bills), compact the journal (format 3.0) and remove "
                     "the journal files a checkpoint covers, and remove packs that repack/unpack retired; "
                     "with --prune, also values and call nodes nothing reachable from executions, eval heads, "
                     "tags and handles refers to. Nothing younger than the grace period is touched, so a live "

@@ -100,4 +100,29 @@ def abandon(f: Any) -> None:
         log.debug("closing an abandoned upload failed", exc_info=True)
 
 
-__all__ = ["gcs_upload", "create", "replace", "abandon", "refuse_unsafe"]
+async def s3_unfinished_uploads(fs: Any, root: str) -> list[tuple[str, str, float]]:
+    """(path, upload id, started) of every multipart upload under ``root`` never completed:
+    what a writer killed mid-upload leaves, billed per part stored until it is aborted."""
+    bucket, prefix, _ = fs.split_path(root)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    out: list[tuple[str, str, float]] = []
+    while True:
+        page = await fs._call_s3("list_multipart_uploads", **kwargs)
+        for upload in page.get("Uploads") or ():
+            out.append((f"{bucket}/{upload['Key']}", upload["UploadId"], upload["Initiated"].timestamp()))
+        if not page.get("IsTruncated"):
+            return out
+        kwargs.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+
+
+async def s3_abort_upload(fs: Any, path: str, upload_id: str) -> bool:
+    bucket, key, _ = fs.split_path(path)
+    try:
+        await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+    except FileNotFoundError:  # NoSuchUpload: completed or aborted meanwhile
+        return False
+    return True
+
+
+__all__ = ["gcs_upload", "create", "replace", "abandon", "refuse_unsafe", "s3_unfinished_uploads", "s3_abort_upload"]

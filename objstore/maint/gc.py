@@ -1,6 +1,9 @@
 """gc: remove what crashes and replacements left behind, never what a live client may still use.
 
     temp files          a writer that died mid-write (.tmp-… files), older than the grace period
+    uploads             on S3, a multipart upload a writer started and never finished (killed
+                        while uploading a big value): aborted once older than the grace period,
+                        since S3 keeps, and bills, its parts until then
     journal             compacted into one checkpoint (format 3.0); the files checkpoints cover
                         removed once the checkpoint covering them is older than the grace period
     packs               a pack retired by repack/unpack (its objects live elsewhere now) once the
@@ -38,6 +41,7 @@ from objstore.model.schema import IndexEntry
 from objstore.repo import Repository, relocate
 from objstore.repo.compaction import survey
 from objstore.repo.repository import migrates_on_open
+from objstore.store.base import BlobStore
 
 log = logging.getLogger("objstore.maint")
 Progress = Callable[[str, int], None]
@@ -57,6 +61,8 @@ class GcResult:
     grace: float
     temp: list[str] = field(default_factory=list)
     temp_kept: int = 0
+    uploads: list[str] = field(default_factory=list)  # keys of the unfinished uploads
+    uploads_kept: int = 0
     checkpoint: str | None = None
     compact_sources: int = 0
     journal_retired: list[str] = field(default_factory=list)
@@ -71,6 +77,9 @@ class GcResult:
         would = "would remove" if self.dry_run else "removed"
         out = [f"{would} {len(self.temp)} temp file(s) older than the grace period"
                + (f" (kept {self.temp_kept} younger)" if self.temp_kept else "")]  # fmt: skip
+        if self.uploads or self.uploads_kept:
+            out.append(f"{'would abort' if self.dry_run else 'aborted'} {len(self.uploads)} unfinished upload(s) "
+                       "older than the grace period" + (f" (kept {self.uploads_kept} younger)" if self.uploads_kept else ""))
         if self.compact_sources:
             verb = "would compact" if self.dry_run else "compacted"
             into = f" into {self.checkpoint}" if self.checkpoint else ""
@@ -120,6 +129,7 @@ def _gc(repo: Repository, *, grace: float, dry_run: bool, prune: bool, progress:
     now = time.time()
     inv = inventory.take(repo)
     _temp(repo, inv, result, now)
+    _uploads(repo, result, now)
     _journal(repo, result)
     _packs(repo, inv, result, now)
     if prune:
@@ -138,6 +148,29 @@ def _temp(repo: Repository, inv: inventory.Inventory, result: GcResult, now: flo
     if not result.dry_run:
         for key in old:
             repo.blobs.delete(key)
+
+
+def _uploads(repo: Repository, result: GcResult, now: float) -> None:
+    # Big values are the ones uploaded in parts, and they may live in a value store at a second
+    # URL: look there too. A live writer's upload is younger than the grace period, like its
+    # temp file would be.
+    places: list[tuple[str, BlobStore]] = [("", repo.blobs)]
+    urls = {url for _, url in repo.index.items("value_store")}
+    if repo.settings.value_store_url:
+        urls.add(repo.settings.value_store_url)
+    for url in sorted(urls):
+        try:
+            places.append((url.rstrip("/") + "/", repo.value_stores.store(url).blobs))
+        except (ValueError, StorageError) as exc:
+            result.notes.append(f"value store {url} unreachable, its unfinished uploads not looked at: {exc}")
+    for where, blobs in places:
+        found = blobs.unfinished_uploads()
+        old = [upload for upload in found if now - upload.started >= result.grace]
+        result.uploads_kept += len(found) - len(old)
+        result.uploads.extend(where + upload.key for upload in old)
+        if not result.dry_run:
+            for upload in old:
+                blobs.abort_upload(upload)
 
 
 def _journal(repo: Repository, result: GcResult) -> None:

@@ -18,7 +18,7 @@ from fsspec.asyn import sync as run_on_loop
 from objstore.fs import backend_of, has_atomic_create, remote, translate
 from objstore.layout import is_temp
 from objstore.missing import MISSING, Missing
-from objstore.store.base import BlobStore, Producer
+from objstore.store.base import BlobStore, Producer, UnfinishedUpload
 
 
 class AsyncBlobStore(BlobStore):
@@ -233,6 +233,20 @@ class AsyncBlobStore(BlobStore):
             except FileExistsError:
                 return False
             return True
+
+    def unfinished_uploads(self) -> list[UnfinishedUpload]:
+        if self.backend != "s3fs":  # GCS sessions and Azure block lists expire by themselves
+            return []
+        with translate(self.root, passthrough=()):
+            found = self._run(remote.s3_unfinished_uploads, self.fs, self.root)
+        return sorted((UnfinishedUpload(self.key_of(p), u, t) for p, u, t in found), key=lambda up: up.started)
+
+    def abort_upload(self, upload: UnfinishedUpload) -> bool:
+        if self.backend != "s3fs":
+            return False
+        path = self.path(upload.key)
+        with translate(path, passthrough=()):
+            return self._run(remote.s3_abort_upload, self.fs, path, upload.upload_id)
 
     # -- bulk, concurrently -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from objstore.fs import translate
 from objstore.layout import is_temp
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 # A function writing a file's content to a binary stream, for files too big to hold in memory.
 Producer = Callable[[BinaryIO], None]
+
+
+class UnfinishedUpload(NamedTuple):
+    """A multipart upload a writer started and never completed or aborted (it died mid-write):
+    invisible to readers, but its parts are stored, and billed, until someone aborts it."""
+
+    key: str
+    upload_id: str
+    started: float  # POSIX timestamp
 
 
 class BlobStore(abc.ABC):
@@ -155,6 +164,16 @@ class BlobStore(abc.ABC):
     def delete_many(self, keys: Iterable[str]) -> list[bool]:
         return [self.delete(k) for k in keys]
 
+    def unfinished_uploads(self) -> list[UnfinishedUpload]:
+        """Multipart uploads under the root that were never completed, oldest first. Only S3
+        keeps them until told otherwise (a GCS resumable session and an Azure block list
+        expire by themselves within a week), so by default: none."""
+        return []
+
+    def abort_upload(self, upload: UnfinishedUpload) -> bool:
+        """Drop an unfinished upload's parts; whether it was still there."""
+        return False
+
     def list_details(self, prefix: str) -> list[tuple[str, int, float]]:
         """(key, size, modification time as a POSIX timestamp) of every key below ``prefix``,
         sorted; temp files skipped. One listing: object stores return both with the names."""
@@ -200,4 +219,4 @@ def modified_time(info: dict) -> float:
     return 0.0
 
 
-__all__ = ["BlobStore", "Producer", "modified_time"]
+__all__ = ["BlobStore", "Producer", "UnfinishedUpload", "modified_time"]
