@@ -132,6 +132,26 @@ def test_first_build_then_incremental(backend):
     assert session.query(Execution).count() == 2 and session.query(Job).count() == 47
 
 
+def test_a_first_build_skips_a_damaged_job_and_keeps_the_rest(backend, tmp_path, caplog):
+    from damage import damage_object
+    from objstore.model import schema
+
+    scheduler(backend).run(fan(20))
+    backend.flush()
+    jobs = backend.prov.jobs
+    [execution] = jobs.list_executions()
+    children = backend.prov.repo.index.get_all("job_children", jobs.get_execution(execution)["job_id"])
+    victim = schema.timed_id(children[3])  # a child job, in the middle of its pack
+    damage_object(str(tmp_path / "repo"), victim, "corrupt")
+    replica = backend.replica
+    with caplog.at_level("WARNING", logger="objstore"):
+        replica.sync()
+    assert replica.last_sync["first"]
+    ids = {row[0] for row in sqlite3.connect(replica.path).execute("SELECT id FROM job")}
+    assert victim not in ids and len(ids) == 20  # 21 jobs, one unreadable
+    assert any("replica skips" in r.getMessage() and victim in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_a_running_job_gets_its_end_later_and_heartbeats_arrive(backend):
     prov = backend.prov
     scheduler(backend).run(fan(2))

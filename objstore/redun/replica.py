@@ -332,8 +332,15 @@ class Replica:
             data = self.repo.blobs.read(layout.pack_key(name))
             if isinstance(data, Missing):
                 continue  # gone (repacked): read through the repository instead
-            for oid, kind, offset, length in members:
-                try:
+            try:  # in bulk (codec.decode_many): a first build decodes every object once
+                decoded = pack.read_entries([(oid, data[offset : offset + length]) for oid, _, offset, length in members])
+            except CorruptObject:  # one at a time below, to keep the good ones and name the bad
+                decoded = [("", b"")] * len(members)
+            for (oid, kind, offset, length), item in zip(members, decoded):
+                if item[0] == kind:
+                    found[oid] = item
+                    continue
+                try:  # damaged, or not the kind the segment says: read_entry names what is wrong
                     found[oid] = pack.read_entry(oid, data[offset : offset + length], expect_kind=kind)
                 except CorruptObject as exc:
                     log.warning("objstore: the SQL replica skips %s", exc)
