@@ -22,6 +22,39 @@ Progress = Callable[[str, int], None]
 BATCH = 512  # loose objects, eval files: reads per read_many (concurrent on object stores)
 
 
+class Copies:
+    """The other places of packed ids (two writers, a copy-merge, a repack gc has not finished),
+    kept as each pack's columns. A repository just repacked holds a copy of every object, and
+    the index may place any of them at either copy: asking about one looks in that one pack
+    (whose rows become a dict on its first question), never spells out every copy."""
+
+    def __init__(self) -> None:
+        self._packs: dict[str, tuple[list[str], list[int], list[int], set[str]]] = {}
+        self._rows: dict[str, dict[str, tuple[int, int]]] = {}
+
+    def add(self, name: str, ids: list[str], offsets: list[int], lengths: list[int], which: set[str]) -> None:
+        """Rows of pack ``name`` whose id is in ``which`` are copies."""
+        if which:
+            self._packs[name] = (ids, offsets, lengths, which)
+
+    def holds(self, object_id: str, place: str) -> bool:
+        """Whether ``place`` ("pack:offset:length") is a copy of ``object_id``."""
+        name, _, span = place.partition(":")
+        at, _, size = span.partition(":")
+        found = self._packs.get(name)
+        if found is None or object_id not in found[3] or not (at.isdigit() and size.isdigit()):
+            return False
+        ids, offsets, lengths, _ = found
+        rows = self._rows.get(name)
+        if rows is None:
+            rows = self._rows[name] = dict(zip(ids, zip(offsets, lengths)))
+        want = (int(at), int(size))
+        if rows.get(object_id) == want:
+            return True
+        # One id twice in one pack (the dict kept the later row): look at every row of it.
+        return any(oid == object_id and (o, n) == want for oid, o, n in zip(ids, offsets, lengths))
+
+
 @dataclass
 class Found:
     """What fsck learned, for the checks after it and for repair."""
@@ -29,7 +62,7 @@ class Found:
     kinds: dict[str, str] = field(default_factory=dict)  # every stored object id -> its kind
     toc: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # packed id -> (pack, offset, length)
     placed: dict[str, str] = field(default_factory=dict)  # packed id -> "pack:offset:length" (a full fsck only)
-    copies: dict[str, set[str]] = field(default_factory=dict)  # packed id -> its other "pack:offset:length"
+    copies: Copies = field(default_factory=Copies)  # the other places of packed ids
     bad_objects: dict[str, str] = field(default_factory=dict)  # id -> where the damaged copy is
     good_copies: set[str] = field(default_factory=set)  # ids with a verified copy
     damaged_packs: dict[str, list[salvage.Found]] = field(default_factory=dict)  # pack -> readable entries

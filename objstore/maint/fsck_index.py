@@ -55,7 +55,7 @@ class IndexAgreement(Check):
                     continue  # unpacked since (a reader falls back to the loose file)
                 self.report.error("index", "mismatch", f"the index places it in {text}, no pack holds it", oid)
                 found.index_disagrees = True
-            elif at[0] not in found.damaged_packs and text not in found.copies.get(oid, ()):
+            elif at[0] not in found.damaged_packs and not found.copies.holds(oid, text):
                 name = text.partition(":")[0]
                 if name in found.damaged_packs:
                     continue  # reported with its pack

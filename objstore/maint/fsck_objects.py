@@ -69,18 +69,21 @@ class Packs(Check):
         self.report.count("objects verified", check.verified)
 
     def _record_copies(self, check: verify.PackCheck) -> None:
-        """A pack holding objects packed before (two writers, a copy-merge): the first copy stays
-        the one fsck places them at, the others are copies."""
+        """A pack holding objects packed before (two writers, a copy-merge, a repack): the first
+        copy stays the one fsck places them at, the others are copies. Whole columns where they
+        can be: right after a repack every entry of every old pack is a copy."""
         found, name = self.found, check.name
-        kinds, toc = found.kinds, found.toc
-        again = [row for row in check.rows() if row[0] in toc]
-        for oid, _, offset, length in again:
-            found.copies.setdefault(oid, set()).add(f"{name}:{offset}:{length}")
-        first = {oid for oid, _, _, _ in again}
-        rows = [row for row in check.rows() if row[0] not in first]
-        kinds.update({oid: kind for oid, kind, _, _ in rows if oid not in kinds})
-        toc.update({oid: (name, offset, length) for oid, _, offset, length in rows})
-        found.placed.update({oid: f"{name}:{offset}:{length}" for oid, _, offset, length in rows})
+        ids, toc = check.ids, found.toc
+        again = toc.keys() & set(ids)
+        found.copies.add(name, ids, check.offsets, check.lengths, again)
+        fresh = [i for i, oid in enumerate(ids) if oid not in again]
+        if not fresh:
+            return
+        kinds, offsets, lengths = check.kinds, check.offsets, check.lengths
+        found.kinds.update({ids[i]: kinds[i] for i in fresh if ids[i] not in found.kinds})
+        for i in fresh:  # (of one id twice in this pack, the later row is where fsck places it)
+            toc[ids[i]] = (name, offsets[i], lengths[i])
+            found.placed[ids[i]] = f"{name}:{offsets[i]}:{lengths[i]}"
 
 
 class LooseObjects(Check):
