@@ -275,7 +275,7 @@ def main(argv=None) -> int:
             r["chain first"], r["chain cached"] = measure(bench, "chain", args.chain, tmp, args.repeat)
             if name != "sqlite" or args.sqlite_5000:
                 r[f"fanout first N={args.scale}"], r[f"fanout cached N={args.scale}"] = measure(
-                    bench, "fanout", args.scale, tmp, args.repeat)
+                    bench, "fanout", args.scale, tmp / "scale", args.repeat)  # its own dirs, even at --scale = --n
             print(f"  measured {name}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

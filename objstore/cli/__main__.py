@@ -1,3 +1,5 @@
+"""`python -m objstore.cli`: the `objstore` command."""
+
 from objstore.cli import main
 
 raise SystemExit(main())
