@@ -57,6 +57,28 @@ def cli(args, cwd, env, *, check=None, timeout=300) -> subprocess.CompletedProce
     return proc
 
 
+_KILLED_MID_UPLOAD = """
+import json, os, sys
+import s3fs
+from objstore.store import open_blobs
+options = json.loads(os.environ["OBJSTORE_STORAGE_OPTIONS"])
+fs = s3fs.S3FileSystem(**options, default_block_size=5 * 2**20, skip_instance_cache=True)
+def produce(f):
+    f.write(os.urandom(6 * 2**20))  # past one part: the upload has started, with a part stored
+    f.flush()
+    os._exit(9)  # the worker is killed before it completes (or aborts) the upload
+open_blobs(fs, sys.argv[1]).create_from(sys.argv[2], produce)
+"""
+
+
+def killed_mid_upload(root: str, key: str, env) -> None:
+    """A writer killed while uploading ``key`` under the S3 path ``root`` through objstore's own
+    streaming write (``$OBJSTORE_STORAGE_OPTIONS`` reaches the bucket): an unfinished multipart
+    upload with one part stored."""
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_UPLOAD, root, key], env=env, capture_output=True)
+    assert killed.returncode == 9, killed.stderr.decode()[-2000:]
+
+
 def out(proc) -> str:
     return proc.stdout.decode()
 

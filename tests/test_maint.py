@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,8 +18,8 @@ import pytest
 
 import damage
 from maint_helpers import (
-    cached, cli, fsck_json, library, make_env, one_line_error, out, populate, problems, ran, redun_project,
-    redun_run, snapshot, value,
+    cached, cli, fsck_json, killed_mid_upload, library, make_env, one_line_error, out, populate, problems, ran,
+    redun_project, redun_run, snapshot, value,
 )
 from objstore import hashing, layout, pack
 from objstore.missing import MISSING
@@ -367,20 +366,6 @@ def test_gc_prune_keeps_what_is_younger_than_the_grace(project):
 
 
 
-_KILLED_MID_UPLOAD = """
-import json, os, sys
-import s3fs
-from objstore.store import open_blobs
-options = json.loads(os.environ["OBJSTORE_STORAGE_OPTIONS"])
-fs = s3fs.S3FileSystem(**options, default_block_size=5 * 2**20, skip_instance_cache=True)
-def produce(f):
-    f.write(os.urandom(6 * 2**20))  # past one part: the upload has started, with a part stored
-    f.flush()
-    os._exit(9)  # the worker is killed before it completes (or aborts) the upload
-open_blobs(fs, sys.argv[1]).create_from(sys.argv[2], produce)
-"""
-
-
 @pytest.mark.remote
 def test_gc_aborts_the_upload_a_writer_killed_mid_upload_left_on_s3(tmp_path, s3_server):
     import servers
@@ -392,8 +377,7 @@ def test_gc_aborts_the_upload_a_writer_killed_mid_upload_left_on_s3(tmp_path, s3
     fs = target.fs()
     key = layout.object_key("ab" * 20)
     for root in (target.root, f"{bucket}/another-repo"):  # the other one is not gc's to touch
-        killed = subprocess.run([sys.executable, "-c", _KILLED_MID_UPLOAD, root, key], env=env, capture_output=True)
-        assert killed.returncode == 9, killed.stderr.decode()[-2000:]
+        killed_mid_upload(root, key, env)
 
     def uploads() -> list[str]:
         return sorted(u["Key"] for u in fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []))

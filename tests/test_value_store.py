@@ -12,7 +12,8 @@ import pytest
 
 import servers
 from maint_helpers import (
-    cached, cli, fsck_json, library, make_env, out, problems, ran, redun_project, redun_run, value,
+    cached, cli, fsck_json, killed_mid_upload, library, make_env, out, problems, ran, redun_project, redun_run,
+    value,
 )
 from objstore import layout
 from objstore.missing import MISSING
@@ -119,6 +120,12 @@ def test_metadata_on_a_local_disk_and_values_on_s3(tmp_path, s3_server):
     code, doc = fsck_json(tmp_path, env)
     assert code == 0 and doc["checked"]["values in value stores"] == len(keys)
     assert os.listdir(repo / "journal")
+    # A writer killed while uploading a big value to the bucket: gc aborts what it left there.
+    killed_mid_upload(bucket.root, layout.object_key("cd" * 20), dict(env, OBJSTORE_STORAGE_OPTIONS=options))
+    name = bucket.root.split("/")[0]
+    assert len(fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", [])) == 1
+    assert "aborted 1 unfinished upload(s)" in out(cli(["gc", "--grace", "0"], tmp_path, env, check=0))
+    assert not fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads")
 
 
 def test_a_sync_copies_values_from_a_value_store_the_destination_does_not_share(tmp_path):
