@@ -11,7 +11,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from objstore import layout
+from objstore import layout, pack
+from objstore.errors import CorruptObject
 from objstore.fs import is_local
 from objstore.maint import inventory, salvage, verify
 from objstore.maint.report import Report
@@ -39,16 +40,18 @@ class Copies:
 
     def holds(self, object_id: str, place: str) -> bool:
         """Whether ``place`` ("pack:offset:length") is a copy of ``object_id``."""
-        name, _, span = place.partition(":")
-        at, _, size = span.partition(":")
-        found = self._packs.get(name)
-        if found is None or object_id not in found[3] or not (at.isdigit() and size.isdigit()):
+        try:
+            loc = pack.Location.parse(place, object_id=object_id)
+        except CorruptObject:
+            return False
+        found = self._packs.get(loc.pack)
+        if found is None or object_id not in found[3]:
             return False
         ids, offsets, lengths, _ = found
-        rows = self._rows.get(name)
+        rows = self._rows.get(loc.pack)
         if rows is None:
-            rows = self._rows[name] = dict(zip(ids, zip(offsets, lengths)))
-        want = (int(at), int(size))
+            rows = self._rows[loc.pack] = dict(zip(ids, zip(offsets, lengths)))
+        want = (loc.offset, loc.length)
         if rows.get(object_id) == want:
             return True
         # One id twice in one pack (the dict kept the later row): look at every row of it.
