@@ -27,3 +27,13 @@ def test_the_readme_demo_runs_end_to_end(tmp_path):
     execs = [line for line in out.split("objstore log", 1)[-1].splitlines() if line.startswith("Exec ")]
     assert len(execs) == 2, out
     assert (tmp_path / "demo" / ".objstore" / "objstore.json").exists()
+    # redun's own CLI on the demo's repository: the replica answers, and `redun db info` names
+    # objstore instead of creating an empty sqlite file (the demo configures redun with
+    # `objstore init --redun`, as the README tells users to).
+    demo = tmp_path / "demo"
+    info = subprocess.run(["redun", "db", "info"], cwd=demo, env=env, capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert "objstore repository" in info.stdout + info.stderr, info.stdout + info.stderr
+    assert not (demo / ".redun" / "redun.db").exists()
+    log = subprocess.run(["redun", "log"], cwd=demo, env=env, capture_output=True, text=True, timeout=120)
+    assert log.returncode == 0 and log.stdout.count("Exec ") == 2, log.stdout + log.stderr

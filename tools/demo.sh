@@ -3,7 +3,7 @@
 #   bash tools/demo.sh
 # Creates (or reuses) .venv, installs objstore with redun, copies examples/compile into demo/
 # (gitignored; recreated every time; $DEMO_DIR elsewhere), creates its repository with
-# `objstore init` (redun never creates one silently), builds two C programs with `redun run`,
+# `objstore init --redun` (redun never creates one silently), builds two C programs with `redun run`,
 # edits the shared lib.c, builds again (only what depends on lib.c runs), runs both programs
 # and shows the provenance objstore recorded.
 set -euo pipefail
@@ -30,8 +30,8 @@ rm -rf "$DEMO_DIR"
 cp -r examples/compile "$DEMO_DIR"
 cd "$DEMO_DIR"
 
-say "objstore init (the repository redun records into: ./.objstore)"
-objstore init
+say "objstore init --redun (the repository redun records into: ./.objstore; redun.ini points redun's CLI at it too)"
+objstore init --redun
 
 say "first build: redun run workflow.py make"
 redun run workflow.py make
