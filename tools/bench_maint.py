@@ -294,6 +294,8 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the repositories")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = p.parse_args()
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)  # as --workdir of the other benches
     results = {}
     if args.objects:
         results["local"] = run_local(args)

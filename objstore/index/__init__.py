@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from objstore.index.entries import MAX_KEY_BYTES, OPS, BulkPlan, Checked, check_entry, encode_key
+from objstore.index.entries import MAX_KEY_BYTES, OPS, BulkPlan, Checked, Pairs, check_entry, encode_key
 from objstore.index.env import META, SEGMENTS, Environment
 from objstore.index.marks import Marks
 from objstore.index.mounts import check_local_path, filesystem_type, is_network_fs, on_network_fs
@@ -102,13 +102,13 @@ class Index(Tables):
 
     def load(
         self,
-        groups: Iterable[tuple[str, str, list[tuple[bytes, bytes]]]],
+        groups: Iterable[tuple[str, str, list[tuple[bytes, bytes]] | Pairs]],
         *,
         entries: Iterable[IndexEntry] = (),
         marks: Mapping[str, str] | None = None,
     ) -> None:
         """Bulk-load rows in ONE write txn (a journal checkpoint): first ``entries`` (checked, as
-        ``apply``), then each (op, table, [(key, value)]) group, op "put" (set) or "add" (a
+        ``apply``), then each (op, table, [(key, value)] or Pairs) group, op "put" (set) or "add" (a
         multi table's value; a single table's key only if absent), then ``marks``: journal
         names seen -> what covered them ("" when ingested themselves).
 
@@ -183,6 +183,6 @@ class Index(Tables):
 
 
 __all__ = [
-    "Index", "IndexEntry", "MISSING", "OPS", "MAX_KEY_BYTES", "check_local_path",
+    "Index", "IndexEntry", "MISSING", "OPS", "MAX_KEY_BYTES", "Pairs", "check_local_path",
     "filesystem_type", "is_network_fs", "on_network_fs", "encode_key", "SEGMENTS",
 ]

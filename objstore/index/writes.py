@@ -13,7 +13,16 @@ from typing import Any
 
 import lmdb
 
-from objstore.index.entries import BulkPlan, Checked, apply_bulk, apply_checked, check_entry, encode_key, rows_size
+from objstore.index.entries import (
+    BulkPlan,
+    Checked,
+    Pairs,
+    apply_bulk,
+    apply_checked,
+    check_entry,
+    encode_key,
+    rows_size,
+)
 from objstore.index.env import SEGMENTS
 from objstore.index.reads import Tables
 from objstore.model.schema import IndexEntry
@@ -79,7 +88,7 @@ class Writes:
 
     def load(
         self,
-        groups: Iterable[tuple[str, str, list[tuple[bytes, bytes]]]],
+        groups: Iterable[tuple[str, str, list[tuple[bytes, bytes]] | Pairs]],
         *,
         entries: Iterable[IndexEntry] = (),
         marks: Mapping[str, str] | None = None,

@@ -27,7 +27,7 @@ from typing import Any
 
 from objstore import layout
 from objstore.errors import CorruptObject, NameCollision
-from objstore.index import SEGMENTS, Index
+from objstore.index import SEGMENTS, Index, Pairs
 from objstore.missing import Missing
 from objstore.repo import checkpoint as ckpt
 from objstore.repo import journal as jmod
@@ -83,7 +83,7 @@ def load_into(index: Index, header: ckpt.Header, blocks: list[ckpt.Block], seen:
     """Apply a checkpoint to ``index``: every row, except rows of single tables (and deletions)
     whose source the index has already seen (``seen``: indices into header.sources)."""
     entries: list[tuple[str, str, str, str]] = []
-    groups: list[tuple[str, str, list[tuple[bytes, bytes]]]] = []
+    groups: list[tuple[str, str, list[tuple[bytes, bytes]] | Pairs]] = []
     for block in blocks:
         multi = index.tables.get(block.table)
         if multi is None or multi != block.multi:
@@ -92,7 +92,7 @@ def load_into(index: Index, header: ckpt.Header, blocks: list[ckpt.Block], seen:
         flags = block.flags
         plain = not flags or max(flags) < ckpt.ADD
         if plain and (multi or not seen):
-            groups.append(("add" if multi else "put", block.table, list(zip(block.keys, block.values))))
+            groups.append(("add" if multi else "put", block.table, Pairs(block.keys, block.values)))
             continue
         puts: list[tuple[bytes, bytes]] = []
         adds: list[tuple[bytes, bytes]] = []

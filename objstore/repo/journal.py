@@ -219,7 +219,10 @@ class Journal:
                 fresh = self.index.count(SEGMENTS) == 0
                 from objstore.repo.compaction import bulk
 
-                with bulk() if len(new) > 16 else contextlib.nullcontext():
+                # Many files, or one checkpoint (millions of rows): collections would only walk
+                # what is being built, and a big heap of the caller's makes each walk longer.
+                many = len(new) > 16 or any(layout.is_checkpoint_name(n) for n in new)
+                with bulk() if many else contextlib.nullcontext():
                     applied, complete = self._ingest_all(new, fresh=fresh, progress=progress, done=done)
                 done += applied
                 if complete:
