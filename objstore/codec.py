@@ -52,6 +52,12 @@ _BLOCK_MAX = 128 * 1024
 # decode refuses to trust the header's content size for a single allocation: a flipped bit
 # there could otherwise ask for terabytes before the checksum is ever looked at.
 _ONE_SHOT_MAX = 32 * 1024 * 1024
+# ...unless the frame is already in memory and the size it claims is at most this many times
+# its length (and under _IN_MEMORY_MAX): a flipped bit can then ask for little more than what
+# is held already, and one allocation replaces the pieces and the copy that joins them (a cold
+# refresh decodes a checkpoint of ~400 MB this way).
+_MAX_RATIO = 64
+_IN_MEMORY_MAX = 1 << 30
 
 # zstd contexts are costly to create (~tens of µs) and not thread-safe: keep one per thread.
 _local = threading.local()
@@ -134,7 +140,7 @@ def decode(
 ) -> tuple[str, bytes]:
     """Verify and unpack one object; CorruptObject(object_id, reason) on any defect."""
     size = _check_frame_header(data, object_id)
-    if size <= _ONE_SHOT_MAX:
+    if size <= _ONE_SHOT_MAX or (size <= _IN_MEMORY_MAX and size <= _MAX_RATIO * len(data)):
         try:
             content = _decompressor().decompress(data, allow_extra_data=False)
         except zstandard.ZstdError as exc:

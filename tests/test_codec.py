@@ -294,6 +294,21 @@ def test_a_lying_content_size_is_caught_without_allocating_it():
     assert peak < 10 * 1024 * 1024
 
 
+def test_a_big_frame_held_in_memory_decodes_in_one_allocation_and_damage_is_still_named():
+    # Over _ONE_SHOT_MAX, a frame whose claimed size is within _MAX_RATIO of its length (a
+    # checkpoint block of ~400 MB) is decompressed at once, not in pieces joined afterwards.
+    payload = os.urandom(codec._ONE_SHOT_MAX + 4096)
+    frame = codec.encode("value", payload)
+    assert codec._check_frame_header(frame, "x") > codec._ONE_SHOT_MAX
+    assert codec.decode(frame, object_id="x") == ("value", payload)
+    flipped = bytearray(frame)
+    flipped[len(frame) // 2] ^= 0x40
+    for damaged in (bytes(flipped), frame[:-100], frame + b"\0"):
+        with pytest.raises(CorruptObject) as info:
+            codec.decode(damaged, object_id="x")
+        assert info.value.object_id == "x" and info.value.reason
+
+
 def test_decode_many_decodes_in_order_and_raises_the_first_defect():
     ids = [f"{i:040x}" for i in range(6)]
     items = [(ids[0], codec.encode("v", b"a")), (ids[1], codec.encode("call", b"{}")),

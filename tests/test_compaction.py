@@ -58,6 +58,34 @@ def test_checkpoint_round_trip_keeps_sources_tombstones_and_odd_strings():
         assert "20260102T000000.000000Z-cafe0001.ckpt" in str(info.value)
 
 
+def test_check_block_refuses_what_parse_block_refuses_without_making_the_strings():
+    """fsck verifies a checkpoint's blocks with check_block (no string per row, except for the
+    objects table it needs): it must refuse every block parse_block refuses."""
+    from objstore.errors import CorruptObject
+    from objstore.maint import verify
+
+    rows = {"objects": (False, [(f"{i:040x}", "value", 0) for i in range(5)]),
+            "evals": (False, [("e1", "v", 0), ("e2", "", 0)]),
+            "job_start": (False, [("j", "two\nlines", 0)])}  # fmt: skip
+    name = "20260102T000000.000000Z-cafe0001.ckpt"
+    data = ckpt.encode(writer="cafe0001", position="20260101T000001.000000Z-bbbbbbbb",
+                       sources=["20260101T000001.000000Z-bbbbbbbb"], rows=rows)  # fmt: skip
+    head = ckpt.parse_header(data, name)
+    for d in head.blocks:
+        assert ckpt.check_block(head, d, data) == len(ckpt.parse_block(head, d, data).keys) == d["rows"]
+        for wrong in (d["rows"] + 1, d["rows"] - 1):
+            lying = dict(d, rows=wrong)
+            for check in (ckpt.parse_block, ckpt.check_block):
+                with pytest.raises(CorruptObject):
+                    check(head, lying, data)
+    found = verify.verify_journal(name, data)
+    assert found.reason is None and found.entries == 8 and found.ids == [f"{i:040x}" for i in range(5)]
+    bad = bytearray(data)
+    bad[head.end + head.blocks[0]["offset"] + head.blocks[0]["length"] // 2] ^= 0x40  # the evals block
+    assert head.blocks[0]["table"] == "evals"
+    assert verify.verify_journal(name, bytes(bad)).reason  # a block fsck does not split is still verified
+
+
 # -- readers ----------------------------------------------------------------------------------
 
 

@@ -102,8 +102,15 @@ class Fsck:
         ctx.inv = inventory.take(self.repo)
         for key, why in ctx.inv.foreign:
             self.report.warning(key, "foreign", f"{why}; objstore leaves it alone")
-        for check in FILE_CHECKS:
-            check(ctx).run()
+        file_checks = [kind(ctx) for kind in FILE_CHECKS]
+        try:
+            for started in file_checks:
+                started.start()
+            for running in file_checks:
+                running.run()
+        finally:
+            for done in file_checks:
+                done.close()
         try:
             self.repo.refresh()
         except (StorageError, CorruptObject) as exc:

@@ -79,6 +79,25 @@ class Found:
     edges: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)  # verified call/job/exec
 
 
+class Started:
+    """Files being checked already (Context.start_files): their results in input order, and the
+    worker processes, shut down once the results are read or the caller gives up on them."""
+
+    def __init__(self, results: Iterator[Any], pool: ProcessPoolExecutor | None):
+        self._results, self._pool = results, pool
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._results
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
 class Context:
     def __init__(self, repo: Repository, report: Report, *, span: verify.Span, progress: Progress | None,
                  jobs: int | None):  # fmt: skip
@@ -133,6 +152,19 @@ class Context:
             n = len(names)
             yield from pool.map(at, [repo.url] * n, [repo.storage_options] * n, names,
                                 chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
+
+    def start_files(self, names: list[str], at: Callable[..., Any], here: Callable[..., Any],
+                    key: Callable[[str], str]) -> Started:  # fmt: skip
+        """map_files, begun now in forked workers (a local directory, more than one process
+        allowed), so the caller's other checks run beside it; else checked here when iterated."""
+        if self.jobs == 1 or not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():
+            return Started(self.map_files(names, at, here, key), None)
+        workers = max(1, self._workers(len(names)))  # one worker even for a single big checkpoint
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        n = len(names)
+        results = pool.map(at, [self.repo.url] * n, [self.repo.storage_options] * n, names,
+                           chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
+        return Started(results, pool)
 
     def _workers(self, files: int) -> int:
         if not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():

@@ -24,8 +24,15 @@ class Check:
         self.found = ctx.found
         self.inv = ctx.inv
 
+    def start(self) -> None:
+        """Begin what can run beside the checks before this one (fsck calls it for every file
+        check before running the first)."""
+
     def run(self) -> None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what start began, if run did not consume it."""
 
 
 def _pack_at(url: str, options: dict | None, name: str, *, span: verify.Span) -> verify.PackCheck:
