@@ -530,6 +530,34 @@ def test_fsck_in_worker_processes_reports_what_one_process_reports(repo_dir, tmp
     assert one[1]["checked"] == two[1]["checked"]
 
 
+def test_a_damaged_checkpoint_is_named_alike_when_checked_beside_the_packs_or_after_them(repo_dir, tmp_path):
+    # With more than one process allowed, the journal is verified in a worker while the packs
+    # are; in one process, after them. Both must find the same damage in a block of a checkpoint
+    # whose rows fsck does not otherwise need (check_block), and a damaged pack entry.
+    from objstore.repo import checkpoint as ckpt
+    from objstore.repo.compaction import survey
+
+    repo, env = repo_dir
+    with library(str(repo), env) as r:
+        made = populate(r, flushes=20)
+        name = r.compact()
+        r.compactor.retire(r.compactor.retirable(survey(r.blobs), grace=0))
+    path = repo / layout.segment_key(name)
+    data = bytearray(path.read_bytes())
+    head = ckpt.parse_header(bytes(data), name)
+    block = next(b for b in head.blocks if b["table"] != "objects")
+    data[head.end + block["offset"] + block["length"] // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    damage.damage_object(str(repo), made[5][0], "corrupt")
+    one = fsck_json(tmp_path, env, "--jobs", "1")
+    two = fsck_json(tmp_path, env, "--jobs", "2")
+    assert one[0] == two[0] == 1
+    strip = lambda doc: sorted((p["where"], p["what"], p["object"] or "") for p in doc["problems"])  # noqa: E731
+    assert strip(one[1]) == strip(two[1]), (strip(one[1]), strip(two[1]))
+    wheres = {p[0] for p in strip(one[1])}
+    assert layout.segment_key(name) in wheres and any(p[2] == made[5][0] for p in strip(one[1]))
+
+
 def test_named_remotes_config_is_part_of_the_repository_not_a_foreign_file(tmp_path):
     env = make_env(tmp_path)
     cli(["init"], tmp_path, env, check=0)
