@@ -154,17 +154,17 @@ class Context:
                                 chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
 
     def start_files(self, names: list[str], at: Callable[..., Any], here: Callable[..., Any],
-                    key: Callable[[str], str]) -> Started:  # fmt: skip
-        """map_files, begun now in forked workers (a local directory, more than one process
-        allowed), so the caller's other checks run beside it; else checked here when iterated."""
-        if self.jobs == 1 or not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():
+                    key: Callable[[str], str], *, big: bool) -> Started:  # fmt: skip
+        """map_files, begun now in one forked worker when these few files are big (``big``: a
+        local directory, more than one process allowed), so the checks before this one run beside
+        it; else as map_files, when iterated. Many files already get a worker per core of their
+        own, and beside the packs' workers they would only compete for the cores."""
+        if (not big or self.jobs == 1 or self._workers(len(names)) > 1 or not is_local(self.repo.fs)
+                or "fork" not in multiprocessing.get_all_start_methods()):  # fmt: skip
             return Started(self.map_files(names, at, here, key), None)
-        workers = max(1, self._workers(len(names)))  # one worker even for a single big checkpoint
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
         n = len(names)
-        results = pool.map(at, [self.repo.url] * n, [self.repo.storage_options] * n, names,
-                           chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
-        return Started(results, pool)
+        return Started(pool.map(at, [self.repo.url] * n, [self.repo.storage_options] * n, names), pool)
 
     def _workers(self, files: int) -> int:
         if not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():

@@ -15,10 +15,11 @@ class JournalFiles(Check):
 
     def start(self) -> None:
         # A checkpoint of 10^6 records takes about as long to verify as every pack's toc: on a
-        # local directory it is checked in a worker while the packs are (a third off a sampled
-        # fsck of 10^6 objects).
-        self.started = self.ctx.start_files(sorted(self.inv.journal), verify.verify_journal_at,
-                                            verify.verify_journal, layout.segment_key)  # fmt: skip
+        # local directory it is checked in a worker while the packs are (a sampled fsck of 10^6
+        # objects 5.6-6.2 s -> 4.7-5.1 s).
+        names = sorted(self.inv.journal)
+        self.started = self.ctx.start_files(names, verify.verify_journal_at, verify.verify_journal,
+                                            layout.segment_key, big=any(map(layout.is_checkpoint_name, names)))  # fmt: skip
 
     def close(self) -> None:
         if self.started is not None:
