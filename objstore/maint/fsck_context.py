@@ -147,11 +147,14 @@ class Context:
             return
         # Forked workers, each reading and checking whole files: only for a local directory,
         # where a child needs nothing of this process but the path (no event loop, no index).
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            n = len(names)
-            yield from pool.map(at, [repo.url] * n, [repo.storage_options] * n, names,
-                                chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield from self._submit(pool, workers, names, at)
+
+    def _submit(self, pool: ProcessPoolExecutor, workers: int, names: list[str], at: Callable[..., Any]) -> Iterator[Any]:
+        """``at(url, options, name)`` for each name, submitted to ``pool`` now; results in order."""
+        n = len(names)
+        return pool.map(at, [self.repo.url] * n, [self.repo.storage_options] * n, names,
+                        chunksize=max(1, min(64, n // (workers * 8))))  # fmt: skip
 
     def start_files(self, names: list[str], at: Callable[..., Any], here: Callable[..., Any],
                     key: Callable[[str], str], *, big: bool) -> Started:  # fmt: skip
@@ -159,15 +162,16 @@ class Context:
         local directory, more than one process allowed), so the checks before this one run beside
         it; else as map_files, when iterated. Many files already get a worker per core of their
         own, and beside the packs' workers they would only compete for the cores."""
-        if (not big or self.jobs == 1 or self._workers(len(names)) > 1 or not is_local(self.repo.fs)
-                or "fork" not in multiprocessing.get_all_start_methods()):  # fmt: skip
+        if not big or self.jobs == 1 or not self._can_fork() or self._workers(len(names)) > 1:
             return Started(self.map_files(names, at, here, key), None)
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        n = len(names)
-        return Started(pool.map(at, [self.repo.url] * n, [self.repo.storage_options] * n, names), pool)
+        return Started(self._submit(pool, 1, names, at), pool)
+
+    def _can_fork(self) -> bool:
+        return is_local(self.repo.fs) and "fork" in multiprocessing.get_all_start_methods()
 
     def _workers(self, files: int) -> int:
-        if not is_local(self.repo.fs) or "fork" not in multiprocessing.get_all_start_methods():
+        if not self._can_fork():
             return 1
         if self.jobs is not None:
             return max(self.jobs, 1)
