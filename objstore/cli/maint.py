@@ -35,7 +35,8 @@ def register(sub) -> None:
                         "still checked)")
     p.add_argument("--seed", type=int, default=None, help=argparse_suppress())
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="processes verifying packs (default: one per core when there are many packs)")
+                   help="processes verifying packs and journal files (default: one per core when there are "
+                        "many; a journal checkpoint is verified in a worker beside the packs; 1: all in this process)")
     p.add_argument("--repair", action="store_true",
                    help="rebuild what is derivable (index, eval heads, journal entries from a full scan), move "
                         "damaged files to lost+found/, and say what cannot be repaired")

@@ -122,7 +122,8 @@ class Fsck:
 
 def fsck(repo: Repository, *, sample: float = 1.0, seed: int | None = None, progress: Progress | None = None,
          report: Report | None = None, jobs: int | None = None) -> tuple[Report, Found]:  # fmt: skip
-    """Check ``repo``; ``jobs``: processes verifying packs (default: one per core for 16+ packs)."""
+    """Check ``repo``; ``jobs``: processes verifying packs and journal files (default: one per core
+    for 16+ files, and a journal checkpoint in a worker beside the packs; 1: all in this process)."""
     report = report or Report(repo.url)
     with bulk():
         found = Fsck(repo, report, sample=sample, seed=seed, progress=progress, jobs=jobs).run()
